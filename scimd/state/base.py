@@ -1,0 +1,96 @@
+"""The state store contract: scimd's own data, apart from the resources.
+
+Tokens (hashed), provisioning events (the audit log), and later JIT identity links,
+tombstones, replay and idempotency caches. SQLite by default (``scimd.state.sqlite``),
+PostgreSQL for several scimd processes (plugin). Provided through the
+``scimd_state_stores`` hook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["Event", "StateStore", "TokenRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRecord:
+    """A bearer token as stored: never the token itself, only its hash."""
+
+    id: str
+    """Public token id (safe to log and show), e.g. ``tok_3f9a...``."""
+    tenant: str
+    scopes: tuple[str, ...]
+    """Subset of ``("read", "write")``."""
+    created: datetime
+    description: str = ""
+    me_user_id: str | None = None
+    """User bound to the token for /Me (RFC 7644 3.11), if any."""
+    revoked: datetime | None = None
+    last_used: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A provisioning event (audit log entry)."""
+
+    id: str
+    type: str
+    """``scim.user.created``, ``scim.group.patched``, ``jit.login.denied`` ..."""
+    time: datetime
+    tenant: str
+    resource_type: str | None = None
+    resource_id: str | None = None
+    actor: str | None = None
+    """Token id / principal, never a secret."""
+    request_id: str | None = None
+    changed_attributes: tuple[str, ...] = ()
+    """Names only; never values (and never values of returned=never attributes)."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Extra non-secret details (outcome, reason, idp...)."""
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+    # tokens ---------------------------------------------------------------
+    async def create_token(
+        self,
+        *,
+        tenant: str,
+        scopes: Sequence[str],
+        description: str = "",
+        me_user_id: str | None = None,
+    ) -> tuple[TokenRecord, str]:
+        """Create a token; return its record and the secret token (shown once; only a hash
+        is stored)."""
+
+    async def verify_token(self, token: str) -> TokenRecord | None:
+        """The record of an active (not revoked) token, compared in constant time, or None."""
+
+    async def list_tokens(self, tenant: str | None = None) -> list[TokenRecord]: ...
+
+    async def revoke_token(self, token_id: str) -> bool:
+        """Revoke by id; False if there is no such active token."""
+
+    async def count_tokens(self) -> int:
+        """Number of active tokens across tenants."""
+
+    # events ---------------------------------------------------------------
+    async def record_events(self, events: Sequence[Event]) -> None: ...
+
+    async def list_events(
+        self,
+        *,
+        tenant: str | None = None,
+        resource_id: str | None = None,
+        type_prefix: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Event]: ...
