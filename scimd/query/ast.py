@@ -36,8 +36,8 @@ __all__ = [
     "Or",
     "PatchPath",
     "Present",
-    "ValuePath",
     "Value",
+    "ValuePath",
 ]
 
 CompareOp: TypeAlias = Literal["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"]
@@ -56,6 +56,10 @@ class AttrPath:
     sub: str | None = None
     defn: AttributeDef | None = field(default=None, compare=False, repr=False)
     in_value_path: bool = field(default=False, compare=False)
+    extension: bool = field(default=False, compare=False)
+    """True when ``uri`` is a schema *extension* of the resource type: the value lives under
+    ``resource[uri]`` (core and common attributes live at the top level). Set by the
+    resolver in ``scimd.query.parse``."""
 
     def dotted(self) -> str:
         """``attr`` or ``attr.sub`` without the URN (the key inside the schema's namespace)."""
