@@ -1,0 +1,1043 @@
+"""The embedded store: a SQLite ``Backend`` (stdlib ``sqlite3``, WAL).
+
+Layout (``PRAGMA user_version`` = ``SCHEMA_VERSION``):
+
+* ``resources``: one row per resource; ``data`` is the resource's JSON (orjson) with its
+  ``meta`` and without ``members``/``groups`` (those are relations); ``display`` is its
+  ``displayName`` (the ``display`` of computed ``groups``).
+* ``attr_paths``: attribute key (``<schema urn>:<dotted path>``, lower case) -> small int.
+* ``attr_values``: the filterable leaf values of every resource (see ``scimd.store.sql``),
+  rewritten with the resource; ``uniq = 1`` rows carry a partial UNIQUE index that enforces
+  ``uniqueness: server|global`` per tenant and resource type.
+* ``members``: Group membership as a relation, so membership changes touch only the named
+  rows and a read that does not want members never reads them.
+
+Concurrency: one writer connection on a single dedicated thread (so every write is
+serialised, and the check and the write of an If-Match happen in one ``BEGIN IMMEDIATE``
+transaction), and a pool of reader threads with their own connections (WAL readers never
+block the writer). The event loop only ever awaits futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import orjson
+
+from scimd.backend import (
+    BackendEnv,
+    Capabilities,
+    Keyset,
+    MemberChange,
+    OpContext,
+    Page,
+    PatchOp,
+    Query,
+    SortSpec,
+)
+from scimd.errors import (
+    InvalidValue,
+    NotFound,
+    PreconditionFailed,
+    ScimError,
+    ServiceUnavailable,
+    Uniqueness,
+)
+from scimd.query.ast import Filter
+from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
+from scimd.store.sql import (
+    FilterCompiler,
+    IndexRow,
+    Relations,
+    extract_values,
+    path_key,
+    sort_expr,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteBackend", "etag_matches"]
+
+log = logging.getLogger("scimd.store")
+
+SCHEMA_VERSION = 1
+
+_T = TypeVar("_T")
+
+_DDL = (
+    """CREATE TABLE resources (
+        pk INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        rtype TEXT NOT NULL,
+        id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        display TEXT,
+        data BLOB NOT NULL,
+        UNIQUE (tenant, rtype, id)
+    )""",
+    "CREATE TABLE attr_paths (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
+    """CREATE TABLE attr_values (
+        pk INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        rtype TEXT NOT NULL,
+        path INTEGER NOT NULL,
+        elem INTEGER NOT NULL,
+        v_text TEXT,
+        v_num NUMERIC,
+        uniq INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE INDEX attr_values_pk ON attr_values (pk, path, elem)",
+    "CREATE INDEX attr_values_text ON attr_values (tenant, rtype, path, v_text)",
+    "CREATE INDEX attr_values_num ON attr_values (tenant, rtype, path, v_num)"
+    " WHERE v_num IS NOT NULL",
+    "CREATE UNIQUE INDEX attr_values_unique ON attr_values (tenant, rtype, path, v_text)"
+    " WHERE uniq = 1",
+    """CREATE TABLE members (
+        tenant TEXT NOT NULL,
+        grtype TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        member_id TEXT NOT NULL,
+        member_type TEXT,
+        display TEXT,
+        PRIMARY KEY (tenant, group_id, member_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX members_member ON members (tenant, member_id)",
+    "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
+# Fixed planner statistics (sqlite_stat1) describing a large multi-tenant store, so query
+# plans do not depend on what the data looked like when ANALYZE last ran (or on an empty
+# database): equality on a value is selective, a tenant is not.
+_STATS = (
+    ("resources", "sqlite_autoindex_resources_1", "1000000 100000 50000 1"),
+    ("attr_values", "attr_values_pk", "20000000 20 2 1"),
+    ("attr_values", "attr_values_text", "20000000 2000000 1000000 50000 2"),
+    ("attr_values", "attr_values_num", "2000000 200000 100000 10000 10"),
+    ("attr_values", "attr_values_unique", "1000000 100000 50000 25000 1"),
+    ("members", "members", "5000000 500000 100 1"),
+    ("members", "members_member", "5000000 500000 5"),
+)
+
+_SQL_GET = "SELECT pk, version, data FROM resources WHERE tenant = ? AND rtype = ? AND id = ?"
+_SQL_MEMBERS = (
+    "SELECT member_id, member_type, display FROM members WHERE tenant = ? AND group_id = ?"
+)
+_SQL_GROUPS = (
+    "SELECT m.group_id, g.display FROM members m JOIN resources g"
+    " ON g.tenant = m.tenant AND g.rtype = m.grtype AND g.id = m.group_id"
+    " WHERE m.tenant = ? AND m.member_id = ? ORDER BY m.group_id"
+)
+_INSERT_VALUE = (
+    "INSERT INTO attr_values (pk, tenant, rtype, path, elem, v_text, v_num, uniq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def etag_matches(if_match: str | None, version: int) -> bool:
+    """RFC 7232 3.1 with weak comparison: ``*`` matches any, else any listed entity tag
+    whose opaque tag equals the current one (``W/`` prefixes ignored)."""
+    if if_match is None:
+        return True
+    current = f'"{version}"'
+    for raw in if_match.split(","):
+        tag = raw.strip()
+        if tag == "*":
+            return True
+        if tag[:2] in ("W/", "w/"):
+            tag = tag[2:]
+        if tag == current:
+            return True
+    return False
+
+
+def _scim_fold(value: str | None) -> str | None:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _fingerprint(registry: SchemaRegistry) -> str:
+    """What the ``attr_values`` content depends on; a change triggers a reindex."""
+    parts: list[str] = []
+
+    def walk(defn: AttributeDef) -> None:
+        parts.append(
+            f"{path_key(defn)}|{defn.type}|{defn.case_exact}|{defn.multi_valued}"
+            f"|{defn.uniqueness}|{defn.returned}"
+        )
+        for sub in defn.sub_order:
+            walk(sub)
+
+    for key in sorted(registry.resource_types):
+        rt = registry.resource_types[key]
+        parts.append(f"rt:{rt.name}")
+        for schema in (rt.common, rt.schema, *(s for s, _ in rt.extensions.values())):
+            for defn in schema.order:
+                walk(defn)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+class _Unique:
+    """A value that must be unique: (attribute, comparable value, original value)."""
+
+    __slots__ = ("defn", "original", "value")
+
+    def __init__(self, defn: AttributeDef, value: str, original: Any) -> None:
+        self.defn = defn
+        self.value = value
+        self.original = original
+
+
+class SQLiteBackend:
+    """The ``embedded`` backend. See the module docstring for the layout.
+
+    Options (``[storage.embedded]``): ``path`` (default ``scimd.db``, relative to the config
+    directory; ``:memory:`` is not supported as readers need their own connections),
+    ``readers`` (reader threads, default 4), ``busy_timeout`` (seconds, default 5).
+    """
+
+    def __init__(self, env: BackendEnv) -> None:
+        opts = env.options
+        path = Path(str(opts.get("path", "scimd.db")))
+        self.path = path if path.is_absolute() else env.base_dir / path
+        self.readers = max(1, int(opts.get("readers", 4)))
+        self.busy_timeout = float(opts.get("busy_timeout", 5.0))
+        self.registry = env.registry
+        scim = getattr(env.settings, "scim", None)
+        self.allow_dangling = bool(getattr(scim, "allow_dangling_members", False))
+        self.capabilities = Capabilities(
+            max_results=int(getattr(scim, "max_results", 1000)),
+        )
+        schema_settings = getattr(env.settings, "schema", None)
+        unknown = getattr(schema_settings, "unknown_attributes", "error")
+        self._unknown: Literal["error", "ignore"] = "ignore" if unknown == "ignore" else "error"
+        self._relations: dict[str, Relations] = {}
+        self._paths: dict[str, int] = {}
+        self._new_paths: list[str] = []
+        self._writer: sqlite3.Connection | None = None
+        self._wpool: ThreadPoolExecutor | None = None
+        self._rpool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self.trace: Callable[[str], None] | None = None
+        """Test hook: called with every SQL statement any connection runs."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _connect(self, *, readonly: bool) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = OFF")
+        if readonly:
+            conn.execute("PRAGMA query_only = 1")
+        conn.create_function("scim_fold", 1, _scim_fold, deterministic=True)
+        if self.trace is not None:
+            conn.set_trace_callback(self.trace)
+        return conn
+
+    def _init_reader(self) -> None:
+        conn = self._connect(readonly=True)
+        self._local.conn = conn
+        with self._conns_lock:
+            self._reader_conns.append(conn)
+
+    async def start(self) -> None:
+        """Open the writer, create or migrate the layout, start the reader threads."""
+        self._wpool = ThreadPoolExecutor(1, thread_name_prefix="scimd-store-w")
+        try:
+            await self._write(self._open_writer)
+        except sqlite3.Error as exc:
+            raise ServiceUnavailable(f"Cannot open the embedded store: {exc}") from exc
+        self._rpool = ThreadPoolExecutor(
+            self.readers, thread_name_prefix="scimd-store-r", initializer=self._init_reader
+        )
+
+    def _open_writer(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect(readonly=False)
+        self._writer = conn
+        # Read the layout version under the write lock: several worker processes may
+        # open a new database at the same time, and only one may create it.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ServiceUnavailable(
+                    f"{self.path} has storage layout {version}; this scimd knows up to "
+                    f"{SCHEMA_VERSION} (upgrade scimd)"
+                )
+            if version == 0:
+                for stmt in _DDL:
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                conn.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1
+                conn.execute("DELETE FROM sqlite_stat1")
+                conn.executemany(
+                    "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", _STATS
+                )
+            for key, pid in conn.execute("SELECT key, id FROM attr_paths"):
+                self._paths[key] = pid
+            fp = _fingerprint(self.registry)
+            row = conn.execute("SELECT value FROM store_meta WHERE key = 'fingerprint'").fetchone()
+            if row is None or row[0] != fp:
+                self._reindex(conn)
+                conn.execute(
+                    "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('fingerprint', ?)",
+                    (fp,),
+                )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._forget_new_paths()
+            raise
+        conn.execute("COMMIT")
+        self._new_paths.clear()
+
+    def _reindex(self, conn: sqlite3.Connection) -> None:
+        """Rebuild ``attr_values`` after a schema change (caseExact, uniqueness...)."""
+        conn.execute("DELETE FROM attr_values")
+        rows = conn.execute("SELECT pk, tenant, rtype, data FROM resources").fetchall()
+        for pk, tenant, rtype_name, data in rows:
+            rtype = self.registry.resource_type(rtype_name)
+            if rtype is None:
+                continue
+            try:
+                self._write_values(conn, pk, tenant, rtype, orjson.loads(data), check=True)
+            except Uniqueness as exc:
+                raise ServiceUnavailable(
+                    f"Cannot apply the schema to the stored {rtype.name} resources: {exc.detail}"
+                ) from exc
+        if rows:
+            log.info("embedded store reindexed %d resources", len(rows))
+
+    async def aclose(self) -> None:
+        if self._rpool is not None:
+            self._rpool.shutdown(wait=True)
+            self._rpool = None
+        with self._conns_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+        if self._wpool is not None:
+            writer = self._writer
+            if writer is not None:
+                await asyncio.get_running_loop().run_in_executor(self._wpool, writer.close)
+            self._wpool.shutdown(wait=True)
+            self._wpool = None
+            self._writer = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
+        pool = self._rpool
+        if pool is None:
+            raise ServiceUnavailable("The embedded store is not started")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        pool = self._wpool
+        if pool is None:
+            raise ServiceUnavailable("The embedded store is not started")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    @staticmethod
+    def _translate(exc: sqlite3.Error) -> ScimError:
+        if isinstance(exc, sqlite3.OperationalError):
+            log.warning("embedded store unavailable: %s", exc)
+            return ServiceUnavailable("The resource store is busy or unavailable")
+        log.error("embedded store error: %s", exc)
+        return ScimError("Internal storage error")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection = self._local.conn
+        return conn
+
+    def _tx(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(conn, *args)`` in a write transaction on the writer thread."""
+        conn = self._writer
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._forget_new_paths()
+            raise
+        conn.execute("COMMIT")
+        self._new_paths.clear()
+        return result
+
+    def _forget_new_paths(self) -> None:
+        # Path ids created in a rolled-back transaction do not exist: drop them from the
+        # cache so that the id is not believed to belong to that key.
+        for key in self._new_paths:
+            self._paths.pop(key, None)
+        self._new_paths.clear()
+
+    def relations(self, rtype: ResourceType) -> Relations:
+        rel = self._relations.get(rtype.name)
+        if rel is None:
+            rel = self._relations[rtype.name] = Relations.of(rtype)
+        return rel
+
+    def _path_for_write(self, conn: sqlite3.Connection, key: str) -> int:
+        pid = self._paths.get(key)
+        if pid is None:
+            row = conn.execute("SELECT id FROM attr_paths WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                pid = conn.execute(
+                    "INSERT INTO attr_paths (key) VALUES (?) RETURNING id", (key,)
+                ).fetchone()[0]
+                self._new_paths.append(key)
+            else:
+                pid = row[0]
+            self._paths[key] = pid
+        return pid
+
+    def _path_reader(self, conn: sqlite3.Connection) -> Callable[[str], int | None]:
+        def lookup(key: str) -> int | None:
+            pid = self._paths.get(key)
+            if pid is None:
+                row = conn.execute("SELECT id FROM attr_paths WHERE key = ?", (key,)).fetchone()
+                if row is None:
+                    return None
+                pid = row[0]
+            return pid
+
+        return lookup
+
+    # ------------------------------------------------------------------ values and members
+
+    def _write_values(
+        self,
+        conn: sqlite3.Connection,
+        pk: int,
+        tenant: str,
+        rtype: ResourceType,
+        resource: dict[str, Any],
+        *,
+        check: bool,
+    ) -> None:
+        rows: list[IndexRow] = extract_values(rtype, resource, self.relations(rtype))
+        params: list[tuple[Any, ...]] = []
+        uniques: list[_Unique] = []
+        seen: set[tuple[int, str]] = set()
+        for defn, elem, v_text, v_num, original in rows:
+            pid = self._path_for_write(conn, path_key(defn))
+            uniq = 0
+            if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
+                seen.add((pid, v_text))
+                uniq = 1
+                uniques.append(_Unique(defn, v_text, original))
+            params.append((pk, tenant, rtype.name, pid, elem, v_text, v_num, uniq))
+        if check:
+            for u in uniques:
+                clash = conn.execute(
+                    "SELECT 1 FROM attr_values WHERE tenant = ? AND rtype = ? AND path = ?"
+                    " AND v_text = ? AND uniq = 1 AND pk <> ? LIMIT 1",
+                    (tenant, rtype.name, self._paths[path_key(u.defn)], u.value, pk),
+                ).fetchone()
+                if clash is not None:
+                    raise _uniqueness(u.defn, u.original)
+        try:
+            conn.executemany(_INSERT_VALUE, params)
+        except sqlite3.IntegrityError as exc:
+            # Another process won a race past the pre-check: still a 409, never a 500.
+            name = uniques[0].defn.name if len(uniques) == 1 else "a unique attribute"
+            raise Uniqueness(f"The value of {name} is already in use") from exc
+
+    def _resolve_members(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        members: Iterable[Mapping[str, Any]],
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Member dicts -> {value: (type, display)}; values must name an existing User or
+        Group of the tenant (unless dangling members are allowed)."""
+        rel = self.relations(rtype)
+        assert rel.members is not None
+        ref = rel.members.sub("$ref")
+        types = [t for t in (ref.reference_types if ref else ()) if self.registry.resource_type(t)]
+        if not types:
+            types = [rt.name for rt in self.registry.resource_types.values()]
+        marks = ",".join("?" * len(types))
+        sql = (
+            f"SELECT rtype, display FROM resources WHERE tenant = ? AND rtype IN ({marks})"
+            " AND id = ?"
+        )
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for member in members:
+            if not isinstance(member, Mapping):
+                raise InvalidValue("Each member must be an object with a value")
+            value = member.get("value")
+            if not isinstance(value, str) or not value:
+                raise InvalidValue("Each member needs a non-empty string value")
+            display = member.get("display")
+            display = display if isinstance(display, str) else None
+            found = conn.execute(sql, (tenant, *types, value)).fetchone()
+            if found is None:
+                if not self.allow_dangling:
+                    raise InvalidValue(f'Member "{value}" does not exist')
+                mtype = member.get("type")
+                out[value] = (mtype if isinstance(mtype, str) else None, display)
+            else:
+                out[value] = (found[0], display if display is not None else found[1])
+        return out
+
+    def _insert_members(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        gid: str,
+        resolved: Mapping[str, tuple[str | None, str | None]],
+    ) -> int:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO members (tenant, grtype, group_id, member_id, member_type,"
+            " display) VALUES (?, ?, ?, ?, ?, ?)",
+            [(tenant, rtype.name, gid, v, t, d) for v, (t, d) in resolved.items()],
+        )
+        return conn.total_changes - before
+
+    def _remove_members(
+        self, conn: sqlite3.Connection, tenant: str, gid: str, values: Iterable[str]
+    ) -> int:
+        before = conn.total_changes
+        conn.executemany(
+            "DELETE FROM members WHERE tenant = ? AND group_id = ? AND member_id = ?",
+            [(tenant, gid, v) for v in values],
+        )
+        return conn.total_changes - before
+
+    def _set_members(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        gid: str,
+        members: Iterable[Mapping[str, Any]],
+    ) -> int:
+        """Make the membership exactly ``members`` as a diff (only changed rows)."""
+        wanted = self._resolve_members(conn, tenant, rtype, members)
+        current = {
+            row[0]
+            for row in conn.execute(
+                "SELECT member_id FROM members WHERE tenant = ? AND group_id = ?", (tenant, gid)
+            )
+        }
+        changed = self._remove_members(conn, tenant, gid, current.difference(wanted))
+        new = {v: wanted[v] for v in wanted if v not in current}
+        return changed + self._insert_members(conn, tenant, rtype, gid, new)
+
+    def _apply_member_changes(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        gid: str,
+        changes: Sequence[MemberChange],
+    ) -> int:
+        touched = 0
+        for change in changes:
+            if change.op == "add":
+                resolved = self._resolve_members(conn, tenant, rtype, change.members)
+                touched += self._insert_members(conn, tenant, rtype, gid, resolved)
+            elif change.op == "remove":
+                touched += self._remove_members(conn, tenant, gid, change.values)
+            elif change.op == "set":
+                touched += self._set_members(conn, tenant, rtype, gid, change.members)
+            else:  # clear
+                before = conn.total_changes
+                conn.execute("DELETE FROM members WHERE tenant = ? AND group_id = ?", (tenant, gid))
+                touched += conn.total_changes - before
+        return touched
+
+    def _load_members(
+        self, conn: sqlite3.Connection, tenant: str, gid: str
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for value, mtype, display in conn.execute(_SQL_MEMBERS, (tenant, gid)):
+            item: dict[str, Any] = {"value": value}
+            if display is not None:
+                item["display"] = display
+            if mtype is not None:
+                item["type"] = mtype
+            out.append(item)
+        return out
+
+    def _load_groups(self, conn: sqlite3.Connection, tenant: str, rid: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for gid, display in conn.execute(_SQL_GROUPS, (tenant, rid)):
+            item: dict[str, Any] = {"value": gid}
+            if display is not None:
+                item["display"] = display
+            item["type"] = "direct"
+            out.append(item)
+        return out
+
+    def _attach(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rel: Relations,
+        rid: str,
+        resource: dict[str, Any],
+    ) -> dict[str, Any]:
+        if rel.members is not None and ctx.load_members:
+            members = self._load_members(conn, ctx.tenant, rid)
+            if members:
+                resource[rel.members.name] = members
+        if rel.groups is not None and ctx.load_groups:
+            groups = self._load_groups(conn, ctx.tenant, rid)
+            if groups:
+                resource[rel.groups.name] = groups
+        return resource
+
+    # ------------------------------------------------------------------ storage form
+
+    @staticmethod
+    def _stored(rel: Relations, resource: dict[str, Any]) -> dict[str, Any]:
+        """The dict as stored: without the relations and without meta.location."""
+        data = dict(resource)
+        if rel.members is not None:
+            data.pop(rel.members.name, None)
+        if rel.groups is not None:
+            data.pop(rel.groups.name, None)
+        return data
+
+    @staticmethod
+    def _members_of(rel: Relations, resource: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+        if rel.members is None:
+            return None
+        value = resource.get(rel.members.name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidValue(f"{rel.members.name} must be an array")
+        return value
+
+    # ------------------------------------------------------------------ CRUD
+
+    async def create(
+        self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._write(self._tx, self._create_tx, ctx, rtype, resource)
+
+    def _create_tx(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        resource: dict[str, Any],
+    ) -> dict[str, Any]:
+        rel = self.relations(rtype)
+        rid = str(uuid.uuid4())
+        now = _now()
+        data = self._stored(rel, resource)
+        data.pop("id", None)
+        data = {"id": rid, **data}
+        data["meta"] = {
+            "resourceType": rtype.name,
+            "created": now,
+            "lastModified": now,
+            "version": _etag(1),
+        }
+        display = data.get("displayName")
+        pk = conn.execute(
+            "INSERT INTO resources (tenant, rtype, id, version, display, data)"
+            " VALUES (?, ?, ?, 1, ?, ?) RETURNING pk",
+            (
+                ctx.tenant,
+                rtype.name,
+                rid,
+                display if isinstance(display, str) else None,
+                orjson.dumps(data),
+            ),
+        ).fetchone()[0]
+        self._write_values(conn, pk, ctx.tenant, rtype, data, check=True)
+        members = self._members_of(rel, resource)
+        if members:
+            resolved = self._resolve_members(conn, ctx.tenant, rtype, members)
+            self._insert_members(conn, ctx.tenant, rtype, rid, resolved)
+        return self._attach(conn, ctx, rel, rid, data)
+
+    async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
+        return await self._read(self._get_sync, ctx, rtype, rid)
+
+    def _get_sync(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
+        conn: sqlite3.Connection = self._local.conn
+        rel = self.relations(rtype)
+        needs_more = (rel.members is not None and ctx.load_members) or (
+            rel.groups is not None and ctx.load_groups
+        )
+        if not needs_more:
+            # The hot path: one indexed statement, one orjson.loads.
+            row = conn.execute(_SQL_GET, (ctx.tenant, rtype.name, rid)).fetchone()
+            if row is None:
+                raise NotFound(f"{rtype.name} {rid} not found")
+            resource: dict[str, Any] = orjson.loads(row[2])
+            return resource
+        # No read transaction: a concurrent change between the two statements can only
+        # make the relation list as fresh as a GET issued a moment later would show.
+        row = conn.execute(_SQL_GET, (ctx.tenant, rtype.name, rid)).fetchone()
+        if row is None:
+            raise NotFound(f"{rtype.name} {rid} not found")
+        return self._attach(conn, ctx, rel, rid, orjson.loads(row[2]))
+
+    def _load_for_write(
+        self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, rid: str
+    ) -> tuple[int, int, dict[str, Any]]:
+        row = conn.execute(_SQL_GET, (ctx.tenant, rtype.name, rid)).fetchone()
+        if row is None:
+            raise NotFound(f"{rtype.name} {rid} not found")
+        return row[0], row[1], orjson.loads(row[2])
+
+    def _store(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        pk: int,
+        rid: str,
+        version: int,
+        old: Mapping[str, Any],
+        new: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Write the new state of an existing resource (version bumped, values rewritten)."""
+        rel = self.relations(rtype)
+        data = self._stored(rel, new)
+        data.pop("id", None)
+        data = {"id": rid, **data}
+        old_meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
+        assert isinstance(old_meta, dict)
+        data["meta"] = {
+            "resourceType": rtype.name,
+            "created": old_meta.get("created", _now()),
+            "lastModified": _now(),
+            "version": _etag(version + 1),
+        }
+        display = data.get("displayName")
+        conn.execute(
+            "UPDATE resources SET version = ?, display = ?, data = ? WHERE pk = ?",
+            (
+                version + 1,
+                display if isinstance(display, str) else None,
+                orjson.dumps(data),
+                pk,
+            ),
+        )
+        conn.execute("DELETE FROM attr_values WHERE pk = ?", (pk,))
+        self._write_values(conn, pk, ctx.tenant, rtype, data, check=True)
+        return data
+
+    async def replace(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        return await self._write(self._tx, self._replace_tx, ctx, rtype, rid, resource, if_match)
+
+    def _replace_tx(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        resource: dict[str, Any],
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        pk, version, old = self._load_for_write(conn, ctx, rtype, rid)
+        if not etag_matches(if_match, version):
+            raise PreconditionFailed(
+                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+            )
+        data = self._store(conn, ctx, rtype, pk, rid, version, old, resource)
+        rel = self.relations(rtype)
+        members = self._members_of(rel, resource)
+        if members is not None:
+            # PUT is a true replace: the membership becomes exactly the given list (as a
+            # diff, so unchanged members are not rewritten).
+            self._set_members(conn, ctx.tenant, rtype, rid, members)
+        return self._attach(conn, ctx, rel, rid, data)
+
+    async def patch(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        return await self._write(self._tx, self._patch_tx, ctx, rtype, rid, ops, if_match)
+
+    def _patch_tx(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        from scimd.patch import apply_patch, needs_members
+
+        pk, version, old = self._load_for_write(conn, ctx, rtype, rid)
+        if not etag_matches(if_match, version):
+            raise PreconditionFailed(
+                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+            )
+        rel = self.relations(rtype)
+        inline = rel.members is not None and needs_members(rtype, ops)
+        current = dict(old)
+        loaded: list[dict[str, Any]] = []
+        if inline and rel.members is not None:
+            loaded = self._load_members(conn, ctx.tenant, rid)
+            if loaded:
+                current[rel.members.name] = [dict(m) for m in loaded]
+        result = apply_patch(
+            rtype,
+            current,
+            list(ops),
+            members_external=rel.members is not None and not inline,
+            unknown=self._unknown,
+        )
+        new = dict(result.resource)
+        touched = 0
+        if rel.members is not None:
+            if inline:
+                after = self._members_of(rel, new) or []
+                touched = self._set_members(conn, ctx.tenant, rtype, rid, after)
+            else:
+                touched = self._apply_member_changes(
+                    conn, ctx.tenant, rtype, rid, result.member_changes
+                )
+        if not result.changed and touched == 0:
+            return self._attach(conn, ctx, rel, rid, old)
+        data = self._store(conn, ctx, rtype, pk, rid, version, old, new)
+        return self._attach(conn, ctx, rel, rid, data)
+
+    async def delete(
+        self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
+    ) -> None:
+        await self._write(self._tx, self._delete_tx, ctx, rtype, rid, if_match)
+
+    def _delete_tx(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        if_match: str | None,
+    ) -> None:
+        row = conn.execute(
+            "SELECT pk, version FROM resources WHERE tenant = ? AND rtype = ? AND id = ?",
+            (ctx.tenant, rtype.name, rid),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"{rtype.name} {rid} not found")
+        if not etag_matches(if_match, row[1]):
+            raise PreconditionFailed(
+                f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
+            )
+        conn.execute("DELETE FROM attr_values WHERE pk = ?", (row[0],))
+        conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
+        conn.execute("DELETE FROM members WHERE tenant = ? AND group_id = ?", (ctx.tenant, rid))
+        conn.execute("DELETE FROM members WHERE tenant = ? AND member_id = ?", (ctx.tenant, rid))
+
+    # ------------------------------------------------------------------ query
+
+    def compile_where(
+        self,
+        conn: sqlite3.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        flt: Filter | None,
+        sort: SortSpec | None = None,
+    ) -> tuple[str, str | None, dict[str, Any]]:
+        """(WHERE clause over ``resources r``, sort key SQL or None, params). Public for the
+        query-plan tests."""
+        c = FilterCompiler(rtype, tenant, self.relations(rtype), self._path_reader(conn))
+        where = "r.tenant = :tenant AND r.rtype = :rtype"
+        if flt is not None:
+            where += " AND " + c.compile(flt)
+        sk = sort_expr(c, sort.path) if sort is not None else None
+        params = dict(c.params)
+        params["tenant"] = tenant
+        params["rtype"] = rtype.name
+        return where, sk, params
+
+    async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
+        return await self._read(self._query_sync, ctx, rtype, q)
+
+    def _query_sync(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
+        conn: sqlite3.Connection = self._local.conn
+        conn.execute("BEGIN")  # total, page and relations from one snapshot
+        try:
+            return self._query_in_tx(conn, ctx, rtype, q)
+        finally:
+            conn.execute("COMMIT")
+
+    def _query_in_tx(
+        self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
+    ) -> Page:
+        where, sk, params = self.compile_where(conn, ctx.tenant, rtype, q.filter, q.sort)
+        total: int | None = None
+        if q.want_total or q.count <= 0:
+            total = conn.execute(
+                f"SELECT count(*) FROM resources r WHERE {where}", params
+            ).fetchone()[0]
+        count = max(0, min(q.count, self.capabilities.max_results))
+        if count == 0:
+            return Page([], total)
+        desc = q.sort is not None and q.sort.descending
+        skx = sk if sk is not None else "NULL"
+        inner = f"SELECT r.pk AS pk, r.id AS id, {skx} AS sk FROM resources r WHERE {where}"
+        if q.paging == "index":
+            order = _order(sk is not None, desc, reverse=False)
+            params["limit"] = count
+            params["offset"] = max(0, q.start_index - 1)
+            rows = conn.execute(
+                f"SELECT pk, id, sk FROM ({inner}) ORDER BY {order} LIMIT :limit OFFSET :offset",
+                params,
+            ).fetchall()
+            return Page(self._fetch(conn, ctx, rtype, rows), total)
+        ks = q.keyset
+        reverse = ks is not None and ks.direction == "prev"
+        cond = _keyset_cond(sk is not None, desc, ks, params) if ks is not None else "1"
+        order = _order(sk is not None, desc, reverse=reverse)
+        params["limit"] = count + 1
+        rows = conn.execute(
+            f"SELECT pk, id, sk FROM ({inner}) WHERE {cond} ORDER BY {order} LIMIT :limit",
+            params,
+        ).fetchall()
+        more = len(rows) > count
+        rows = rows[:count]
+        if reverse:
+            rows.reverse()
+        next_ks: Keyset | None = None
+        prev_ks: Keyset | None = None
+        if rows:
+            as_bool = q.sort is not None and _sort_type(q.sort) == "boolean"
+            first_sv, last_sv = rows[0][2], rows[-1][2]
+            if as_bool:  # stored as 0/1; scimd.query.sort's sort values are bools
+                first_sv = None if first_sv is None else bool(first_sv)
+                last_sv = None if last_sv is None else bool(last_sv)
+            first = Keyset(first_sv, rows[0][1], "prev")
+            last = Keyset(last_sv, rows[-1][1], "next")
+            if reverse:
+                prev_ks = first if more else None
+                next_ks = last if self._exists_beyond(conn, inner, sk, desc, last, params) else None
+            else:
+                next_ks = last if more else None
+                if ks is not None and self._exists_beyond(conn, inner, sk, desc, first, params):
+                    prev_ks = first
+        return Page(self._fetch(conn, ctx, rtype, rows), total, next_ks, prev_ks)
+
+    def _exists_beyond(
+        self,
+        conn: sqlite3.Connection,
+        inner: str,
+        sk: str | None,
+        desc: bool,
+        ks: Keyset,
+        params: dict[str, Any],
+    ) -> bool:
+        params = dict(params)
+        cond = _keyset_cond(sk is not None, desc, ks, params)
+        row = conn.execute(f"SELECT 1 FROM ({inner}) WHERE {cond} LIMIT 1", params).fetchone()
+        return row is not None
+
+    def _fetch(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rows: list[Any],
+    ) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        pks = [row[0] for row in rows]
+        marks = ",".join("?" * len(pks))
+        data = dict(
+            conn.execute(f"SELECT pk, data FROM resources WHERE pk IN ({marks})", pks).fetchall()
+        )
+        rel = self.relations(rtype)
+        out: list[dict[str, Any]] = []
+        for pk, rid, _ in rows:
+            blob = data.get(pk)
+            if blob is None:
+                continue
+            out.append(self._attach(conn, ctx, rel, rid, orjson.loads(blob)))
+        return out
+
+
+def _sort_type(spec: SortSpec) -> str | None:
+    return spec.path.defn.type if spec.path.defn is not None else None
+
+
+def _order(sorted_: bool, desc: bool, *, reverse: bool) -> str:
+    """ORDER BY of the total order of ``scimd.query.sort`` (sort key, nulls last in both
+    directions, ties by id in the sort's direction), or its exact reverse."""
+    if not sorted_:
+        return "id DESC" if reverse else "id"
+    direction = "DESC" if desc != reverse else "ASC"
+    nulls = "DESC" if reverse else "ASC"
+    return f"(sk IS NULL) {nulls}, sk {direction}, id {direction}"
+
+
+def _keyset_cond(sorted_: bool, desc: bool, ks: Keyset, params: dict[str, Any]) -> str:
+    """Rows strictly after (``next``) or before (``prev``) ``ks`` in the total order."""
+    params["ks_id"] = ks.id
+    after = ks.direction == "next"
+    if not sorted_:
+        return "id > :ks_id" if after else "id < :ks_id"
+    # Within equal sort values (and within the null group) ids run in the sort direction.
+    beyond = ">" if (after != desc) else "<"
+    if ks.sort_value is None:
+        if after:
+            return f"(sk IS NULL AND id {beyond} :ks_id)"
+        return f"(sk IS NOT NULL OR id {beyond} :ks_id)"
+    params["ks_sv"] = ks.sort_value
+    core = f"(sk IS NOT NULL AND (sk {beyond} :ks_sv OR (sk = :ks_sv AND id {beyond} :ks_id)))"
+    return f"({core} OR sk IS NULL)" if after else core
+
+
+def _uniqueness(defn: AttributeDef, value: Any) -> Uniqueness:
+    name = defn.path if defn.parent is not None else defn.name
+    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return Uniqueness(f'{name} "{shown}" is already in use')
