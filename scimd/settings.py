@@ -135,3 +135,6 @@ class Settings:
     """Directory of the config file; relative paths resolve against it."""
     source: Path | None = None
     """The config file, if any."""
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Plugin-declared sections (``scimd_setting_declarations``) other than ``storage.*``
+    and ``state.*``, by dotted section name, with defaults filled in."""

@@ -94,3 +94,8 @@ class StateStore(Protocol):
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[Event]: ...
+
+    # server secrets ---------------------------------------------------------
+    async def get_or_create_secret(self, name: str, size: int = 32) -> bytes:
+        """A random secret of ``size`` bytes kept under ``name`` (e.g. the cursor signing
+        key), created at first use; every process sharing the store gets the same one."""

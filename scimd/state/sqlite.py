@@ -1,0 +1,418 @@
+"""The default state store: one SQLite file (stdlib ``sqlite3``), WAL mode.
+
+All database work runs on one dedicated thread per store (a single-worker executor), so the
+event loop never blocks on disk I/O and the connection is only ever used from the thread that
+opened it. Several scimd processes may share the file: WAL lets readers proceed during a
+write, ``busy_timeout`` waits for the writer, and schema migrations take an immediate write
+lock so that concurrent first starts do not race.
+
+Tokens are ``scimd_`` followed by 32 random bytes (``secrets.token_urlsafe(32)``). Only the
+SHA-256 of a token is stored. A slow password hash (argon2, bcrypt) exists to make guessing a
+*low-entropy* secret expensive; a 256-bit random token cannot be guessed whatever the hash
+costs, so a fast hash loses nothing and keeps verification on every request cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from scimd.errors import ServiceUnavailable
+from scimd.state.base import Event, TokenRecord
+
+__all__ = ["TOKEN_PREFIX", "SqliteStateStore", "StateStoreError"]
+
+TOKEN_PREFIX = "scimd_"  # noqa: S105 - a public prefix, not a secret
+VALID_SCOPES = ("read", "write")
+
+T = TypeVar("T")
+
+# Migration n brings the schema from user_version n to n + 1. Append only.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE tokens (
+            id TEXT PRIMARY KEY,
+            hash BLOB NOT NULL UNIQUE,
+            tenant TEXT NOT NULL,
+            scopes TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            me_user_id TEXT,
+            created TEXT NOT NULL,
+            revoked TEXT,
+            last_used TEXT
+        )""",
+        "CREATE INDEX tokens_tenant ON tokens (tenant)",
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            type TEXT NOT NULL,
+            time TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            resource_type TEXT,
+            resource_id TEXT,
+            actor TEXT,
+            request_id TEXT,
+            changed TEXT NOT NULL DEFAULT '[]',
+            data TEXT NOT NULL DEFAULT '{}'
+        )""",
+        "CREATE INDEX events_tenant_time ON events (tenant, time)",
+        "CREATE INDEX events_time ON events (time)",
+        "CREATE INDEX events_resource ON events (resource_id)",
+        "CREATE INDEX events_type ON events (type)",
+        """CREATE TABLE kv (
+            name TEXT PRIMARY KEY,
+            value BLOB NOT NULL,
+            created TEXT NOT NULL
+        )""",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class StateStoreError(Exception):
+    """The state database cannot be used (newer schema, unreadable file)."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(dt: datetime) -> str:
+    # Fixed-width UTC text sorts chronologically, so indexes on it serve range queries.
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def hash_token(token: str) -> bytes:
+    """SHA-256 of the token (see the module docstring for why not a slow hash)."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+class SqliteStateStore:
+    """``scimd.state.base.StateStore`` on a SQLite file."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: int = 0,
+        last_used_interval: float = 60.0,
+    ) -> None:
+        self.path = Path(path)
+        self.retention_days = retention_days
+        self.last_used_interval = last_used_interval
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        # token id -> monotonic time of the last ``last_used`` write; touched only on the
+        # store thread. Losing it (restart) costs one extra write per token.
+        self._last_used_written: dict[str, float] = {}
+
+    # -- lifecycle
+    async def start(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="scimd-state")
+        await self._run(self._open)
+
+    async def aclose(self) -> None:
+        if self._executor is None:
+            return
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise RuntimeError("SqliteStateStore used before start()")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        except sqlite3.OperationalError as exc:
+            # Locked beyond busy_timeout, disk full, file gone: a transient condition for
+            # the client, never a 500 with a driver message.
+            raise ServiceUnavailable("state store unavailable") from exc
+
+    def _open(self) -> None:
+        if self._conn is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            self._migrate(conn)
+            if self.retention_days > 0:
+                cutoff = _ts(_now() - timedelta(days=self.retention_days))
+                conn.execute("DELETE FROM events WHERE time < ?", (cutoff,))
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StateStoreError(
+                    f"{self.path}: state schema version {version} is newer than this scimd "
+                    f"supports ({SCHEMA_VERSION}); upgrade scimd"
+                )
+            for statements in _MIGRATIONS[version:]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("SqliteStateStore used before start()")
+        return self._conn
+
+    # -- tokens
+    async def create_token(
+        self,
+        *,
+        tenant: str,
+        scopes: Sequence[str],
+        description: str = "",
+        me_user_id: str | None = None,
+    ) -> tuple[TokenRecord, str]:
+        if not tenant:
+            raise ValueError("tenant must not be empty")
+        wanted = tuple(s for s in VALID_SCOPES if s in set(scopes))
+        if not wanted or set(scopes) - set(VALID_SCOPES):
+            raise ValueError(f"scopes must be a non-empty subset of {VALID_SCOPES}, got {scopes}")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        record = TokenRecord(
+            id="tok_" + secrets.token_hex(8),
+            tenant=tenant,
+            scopes=wanted,
+            created=_now(),
+            description=description,
+            me_user_id=me_user_id,
+        )
+        await self._run(self._insert_token, record, hash_token(token))
+        return record, token
+
+    def _insert_token(self, record: TokenRecord, digest: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO tokens (id, hash, tenant, scopes, description, me_user_id, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                digest,
+                record.tenant,
+                " ".join(record.scopes),
+                record.description,
+                record.me_user_id,
+                _ts(record.created),
+            ),
+        )
+
+    async def verify_token(self, token: str) -> TokenRecord | None:
+        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        return await self._run(self._verify, hash_token(token))
+
+    def _verify(self, digest: bytes) -> TokenRecord | None:
+        # The lookup is by hash, so its timing depends only on the hash of the presented
+        # token, which tells an attacker nothing about any stored token; the final
+        # compare_digest keeps the equality check itself constant-time as well.
+        row = self._db.execute(
+            "SELECT hash, id, tenant, scopes, description, me_user_id, created, revoked,"
+            " last_used FROM tokens WHERE hash = ?",
+            (digest,),
+        ).fetchone()
+        if row is None or not hmac.compare_digest(row[0], digest) or row[7] is not None:
+            return None
+        record = self._record(row[1:])
+        now = time.monotonic()
+        last = self._last_used_written.get(record.id)
+        if last is None or now - last >= self.last_used_interval:
+            self._last_used_written[record.id] = now
+            self._db.execute(
+                "UPDATE tokens SET last_used = ? WHERE id = ?", (_ts(_now()), record.id)
+            )
+        return record
+
+    @staticmethod
+    def _record(row: Sequence[Any]) -> TokenRecord:
+        return TokenRecord(
+            id=row[0],
+            tenant=row[1],
+            scopes=tuple(row[2].split()),
+            description=row[3],
+            me_user_id=row[4],
+            created=_dt(row[5]) or _now(),
+            revoked=_dt(row[6]),
+            last_used=_dt(row[7]),
+        )
+
+    async def list_tokens(self, tenant: str | None = None) -> list[TokenRecord]:
+        return await self._run(self._list_tokens, tenant)
+
+    def _list_tokens(self, tenant: str | None) -> list[TokenRecord]:
+        sql = (
+            "SELECT id, tenant, scopes, description, me_user_id, created, revoked, last_used"
+            " FROM tokens"
+        )
+        params: tuple[str, ...] = ()
+        if tenant is not None:
+            sql += " WHERE tenant = ?"
+            params = (tenant,)
+        rows = self._db.execute(sql + " ORDER BY created, id", params).fetchall()
+        return [self._record(r) for r in rows]
+
+    async def revoke_token(self, token_id: str) -> bool:
+        return await self._run(self._revoke, token_id)
+
+    def _revoke(self, token_id: str) -> bool:
+        cur = self._db.execute(
+            "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
+            (_ts(_now()), token_id),
+        )
+        return cur.rowcount == 1
+
+    async def count_tokens(self) -> int:
+        return await self._run(self._count_tokens)
+
+    def _count_tokens(self) -> int:
+        row = self._db.execute("SELECT count(*) FROM tokens WHERE revoked IS NULL").fetchone()
+        return int(row[0])
+
+    # -- events
+    async def record_events(self, events: Sequence[Event]) -> None:
+        if events:
+            await self._run(self._record_events, list(events))
+
+    def _record_events(self, events: list[Event]) -> None:
+        rows = [
+            (
+                e.id,
+                e.type,
+                _ts(e.time),
+                e.tenant,
+                e.resource_type,
+                e.resource_id,
+                e.actor,
+                e.request_id,
+                json.dumps(list(e.changed_attributes)),
+                json.dumps(e.data, default=str),
+            )
+            for e in events
+        ]
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            # OR IGNORE: recording the same event twice (a retried flush) is harmless.
+            db.executemany(
+                "INSERT OR IGNORE INTO events (id, type, time, tenant, resource_type,"
+                " resource_id, actor, request_id, changed, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def list_events(
+        self,
+        *,
+        tenant: str | None = None,
+        resource_id: str | None = None,
+        type_prefix: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """The newest ``limit`` matching events, oldest first."""
+        return await self._run(self._list_events, tenant, resource_id, type_prefix, since, limit)
+
+    def _list_events(
+        self,
+        tenant: str | None,
+        resource_id: str | None,
+        type_prefix: str | None,
+        since: datetime | None,
+        limit: int,
+    ) -> list[Event]:
+        where: list[str] = []
+        params: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
+        if resource_id is not None:
+            where.append("resource_id = ?")
+            params.append(resource_id)
+        if type_prefix:
+            # A half-open range instead of LIKE: uses the index and needs no escaping.
+            upper = type_prefix[:-1] + chr(ord(type_prefix[-1]) + 1)
+            where.append("type >= ? AND type < ?")
+            params += [type_prefix, upper]
+        if since is not None:
+            where.append("time >= ?")
+            params.append(_ts(since))
+        sql = (
+            "SELECT id, type, time, tenant, resource_type, resource_id, actor, request_id,"
+            " changed, data FROM events"
+        )
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY time DESC, seq DESC LIMIT ?"
+        params.append(max(0, limit))
+        rows = self._db.execute(sql, params).fetchall()
+        return [
+            Event(
+                id=r[0],
+                type=r[1],
+                time=_dt(r[2]) or _now(),
+                tenant=r[3],
+                resource_type=r[4],
+                resource_id=r[5],
+                actor=r[6],
+                request_id=r[7],
+                changed_attributes=tuple(json.loads(r[8])),
+                data=json.loads(r[9]),
+            )
+            for r in reversed(rows)
+        ]
+
+    # -- server secrets
+    async def get_or_create_secret(self, name: str, size: int = 32) -> bytes:
+        return await self._run(self._secret, name, size)
+
+    def _secret(self, name: str, size: int) -> bytes:
+        # INSERT OR IGNORE then SELECT: when two processes start together, both read the
+        # value of whichever insert won.
+        self._db.execute(
+            "INSERT OR IGNORE INTO kv (name, value, created) VALUES (?, ?, ?)",
+            (name, secrets.token_bytes(size), _ts(_now())),
+        )
+        row = self._db.execute("SELECT value FROM kv WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0])
