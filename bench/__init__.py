@@ -1,0 +1,1 @@
+"""scimd benchmarks: ``make bench`` (``python -m bench``)."""

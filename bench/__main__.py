@@ -1,0 +1,474 @@
+"""``make bench``: load-test scimd on the embedded store next to a bare aiohttp endpoint.
+
+Everything runs on this machine over loopback: a bare aiohttp server (the ceiling), a
+scimd server on a throwaway embedded store, and an aiohttp client load generator whose
+loops are bounded both in request count and in time. Figures are printed and written to
+``bench/RESULTS.md`` with the machine and the command.
+
+    python -m bench [--seconds 8] [--concurrency 32] [--users 100000] [--out bench/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+SCIM_JSON = "application/scim+json"
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float] = field(repr=False, default_factory=list)
+    note: str = ""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def pct(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        data = sorted(self.latencies)
+        k = min(len(data) - 1, max(0, round(p / 100 * (len(data) - 1))))
+        return data[k] * 1000
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def rss_kib(pid: int) -> tuple[int, int]:
+    """(current RSS, peak RSS) of a process in KiB, from /proc."""
+    cur = peak = 0
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1])
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1])
+    return cur, peak
+
+
+async def wait_http(url: str, wait_s: float = 30.0) -> None:
+    deadline = time.monotonic() + wait_s
+    async with aiohttp.ClientSession() as s:
+        while True:
+            try:
+                async with s.get(url) as r:
+                    await r.read()
+                    return
+            except aiohttp.ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+
+RequestFactory = Callable[[int], tuple[str, str, bytes | None]]
+
+
+async def load(
+    session: aiohttp.ClientSession,
+    name: str,
+    base: str,
+    make: RequestFactory,
+    *,
+    seconds: float,
+    concurrency: int,
+    max_requests: int,
+    headers: dict[str, str],
+    ok: Sequence[int] = (200, 201, 204),
+) -> Result:
+    """Run ``concurrency`` workers until ``seconds`` pass or ``max_requests`` are sent."""
+    latencies: list[float] = []
+    errors = 0
+    counter = 0
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        nonlocal errors, counter
+        while counter < max_requests and time.perf_counter() < deadline:
+            i = counter
+            counter += 1
+            method, path, body = make(i)
+            t0 = time.perf_counter()
+            try:
+                async with session.request(method, base + path, data=body, headers=headers) as r:
+                    await r.read()
+                    if r.status not in ok:
+                        errors += 1
+            except aiohttp.ClientError:
+                errors += 1
+            latencies.append(time.perf_counter() - t0)
+
+    t_start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t_start
+    return Result(name, len(latencies), errors, elapsed, latencies)
+
+
+@contextlib.contextmanager
+def process(cmd: Sequence[str], env: dict[str, str] | None = None) -> Any:
+    proc = subprocess.Popen(
+        list(cmd),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def scimd_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "scimd.cli", *args]
+
+
+def make_user(i: int, tag: str) -> dict[str, Any]:
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": f"{tag}{i:07d}@example.com",
+        "externalId": f"ext-{tag}-{i}",
+        "name": {"givenName": f"Given{i}", "familyName": f"Family{i % 997}"},
+        "displayName": f"User {tag} {i}",
+        "emails": [
+            {"value": f"{tag}{i:07d}@example.com", "type": "work", "primary": True},
+            {"value": f"{tag}{i:07d}@home.example.org", "type": "home"},
+        ],
+        "active": True,
+    }
+
+
+@contextlib.asynccontextmanager
+async def scimd_server(workdir: Path, workers: int) -> AsyncIterator[tuple[str, str, int]]:
+    port = free_port()
+    config = workdir / "bench.toml"
+    config.write_text(
+        "[server]\n"
+        f'host = "{HOST}"\nport = {port}\nworkers = {workers}\n'
+        '[storage]\nbackend = "embedded"\n'
+        '[storage.embedded]\npath = "data/scimd.db"\n'
+        '[state]\npath = "data/state.db"\n'
+        '[logging]\nlevel = "WARNING"\n'
+        "[events]\nlog = false\n"
+        "[auth]\nbootstrap_token = false\n"
+    )
+    (workdir / "data").mkdir(exist_ok=True)
+    out = subprocess.run(  # noqa: ASYNC221 - once, before the load starts
+        scimd_cmd("token", "create", "-c", str(config), "--tenant", "default"),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = out.stdout.strip().splitlines()[-1]
+    with process(scimd_cmd("serve", "-c", str(config))) as proc:
+        base = f"http://{HOST}:{port}/scim/v2"
+        try:
+            await wait_http(f"http://{HOST}:{port}/healthz")
+        except Exception:
+            proc.terminate()
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise SystemExit(f"scimd did not start:\n{err[-4000:]}") from None
+        yield base, token, proc.pid
+
+
+async def seed(
+    session: aiohttp.ClientSession, base: str, headers: dict[str, str], n: int, tag: str
+) -> list[str]:
+    """Create ``n`` users over HTTP (16 at a time); return their ids."""
+    ids: list[str] = [""] * n
+    sem = asyncio.Semaphore(16)
+    done = 0
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        nonlocal done
+        async with (
+            sem,
+            session.post(
+                base + "/Users", data=orjson.dumps(make_user(i, tag)), headers=headers
+            ) as r,
+        ):
+            body = await r.read()
+            if r.status != 201:
+                raise SystemExit(f"seeding failed: {r.status} {body[:300]!r}")
+            ids[i] = orjson.loads(body)["id"]
+            done += 1
+            if done % 10000 == 0:
+                rate = done / (time.perf_counter() - t0)
+                print(f"  seeded {done}/{n} users ({rate:.0f}/s)", file=sys.stderr)
+
+    for start in range(0, n, 2000):
+        await asyncio.gather(*(one(i) for i in range(start, min(n, start + 2000))))
+    return ids
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    results: list[Result] = []
+    conn = aiohttp.TCPConnector(limit=args.concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=conn, timeout=timeout) as session:
+        # 1. the ceiling
+        bare_port = free_port()
+        with process([sys.executable, "-m", "bench.bare", "--port", str(bare_port)]):
+            bare = f"http://{HOST}:{bare_port}/scim/v2"
+            await wait_http(bare + "/Users/x")
+            results.append(
+                await load(
+                    session,
+                    "bare aiohttp GET (ceiling)",
+                    bare,
+                    lambda i: ("GET", "/Users/2819c223", None),
+                    seconds=args.seconds,
+                    concurrency=args.concurrency,
+                    max_requests=args.max_requests,
+                    headers={},
+                )
+            )
+
+        with tempfile.TemporaryDirectory(prefix="scimd-bench-") as tmp:
+            async with scimd_server(Path(tmp), args.workers) as (base, token, pid):
+                h = {"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON}
+                t0 = time.perf_counter()
+                ids = await seed(session, base, h, args.users, "u")
+                seed_s = time.perf_counter() - t0
+                print(
+                    f"seeded {args.users} users in {seed_s:.1f}s ({args.users / seed_s:.0f}/s)",
+                    file=sys.stderr,
+                )
+                rng = random.Random(7)
+
+                def pick(_: int) -> int:
+                    return rng.randrange(len(ids))
+
+                kw: dict[str, Any] = {
+                    "seconds": args.seconds,
+                    "concurrency": args.concurrency,
+                    "max_requests": args.max_requests,
+                    "headers": h,
+                }
+                post_counter = iter(range(10_000_000))
+                scenarios: list[tuple[str, RequestFactory]] = [
+                    (
+                        "POST /Users",
+                        lambda i: (
+                            "POST",
+                            "/Users",
+                            orjson.dumps(make_user(next(post_counter), "p")),
+                        ),
+                    ),
+                    ("GET /Users/{id}", lambda i: ("GET", f"/Users/{ids[pick(i)]}", None)),
+                    ("GET /Users?count=100 (list)", lambda i: ("GET", "/Users?count=100", None)),
+                    (
+                        'filter userName eq "x"',
+                        lambda i: (
+                            "GET",
+                            f'/Users?filter=userName+eq+"u{pick(i):07d}@example.com"',
+                            None,
+                        ),
+                    ),
+                    (
+                        'filter emails[type eq "work"].value eq "x"',
+                        lambda i: (
+                            "GET",
+                            "/Users?filter=emails%5Btype+eq+%22work%22%5D.value+eq+"
+                            f"%22u{pick(i):07d}%40example.com%22",
+                            None,
+                        ),
+                    ),
+                    (
+                        'filter userName co "x" (count=10)',
+                        lambda i: (
+                            "GET",
+                            f'/Users?count=10&filter=userName+co+"{pick(i):07d}"',
+                            None,
+                        ),
+                    ),
+                    (
+                        "sorted list sortBy=name.familyName count=50",
+                        lambda i: ("GET", "/Users?sortBy=name.familyName&count=50", None),
+                    ),
+                ]
+                for name, make in scenarios:
+                    results.append(await load(session, name, base, make, **kw))
+                    print(f"  {name}: {results[-1].rps:.0f} req/s", file=sys.stderr)
+
+                # cursor paging: page 1 vs a deep page (RFC 9865)
+                cursor_results = await cursor_pages(session, base, h, args)
+                results.extend(cursor_results)
+                cur, peak = rss_kib(pid)
+                results.append(
+                    Result(
+                        "scimd RSS",
+                        0,
+                        0,
+                        0.0,
+                        note=f"{cur / 1024:.0f} MiB now, {peak / 1024:.0f} MiB peak",
+                    )
+                )
+    return results
+
+
+async def cursor_pages(
+    session: aiohttp.ClientSession, base: str, h: dict[str, str], args: argparse.Namespace
+) -> list[Result]:
+    """Walk cursors to page ``args.deep_page`` (count 10), then time page 1 and that page."""
+    url = base + "/Users?count=10&cursor="
+    async with session.get(url, headers=h) as r:
+        if r.status != 200:
+            return [Result("cursor paging", 0, 1, 0.0, note=f"HTTP {r.status}")]
+        first = orjson.loads(await r.read())
+    cursor = first.get("nextCursor")
+    page = 1
+    while cursor and page < args.deep_page:
+        async with session.get(base + f"/Users?count=10&cursor={cursor}", headers=h) as r:
+            body = orjson.loads(await r.read())
+        cursor = body.get("nextCursor")
+        page += 1
+    if not cursor:
+        return [Result("cursor paging", 0, 1, 0.0, note=f"walk stopped at page {page}")]
+    deep = cursor
+    kw: dict[str, Any] = {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "max_requests": args.max_requests,
+        "headers": h,
+    }
+    r1 = await load(
+        session,
+        "cursor page 1 (count=10)",
+        base,
+        lambda i: ("GET", "/Users?count=10&cursor=", None),
+        **kw,
+    )
+    r2 = await load(
+        session,
+        f"cursor page {page + 1} (count=10)",
+        base,
+        lambda i: ("GET", f"/Users?count=10&cursor={deep}", None),
+        **kw,
+    )
+    return [r1, r2]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError), open("/proc/meminfo") as fh:
+        mem = f"{int(fh.readline().split()[1]) // 1024 // 1024} GiB RAM"
+    return (
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} cores ({cpu}), {mem}, "
+        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}"
+    )
+
+
+def report(results: list[Result], args: argparse.Namespace, argv: list[str]) -> str:
+    ceiling = results[0].rps if results else 0.0
+    by_name = {r.name: r for r in results}
+    lines = [
+        "| scenario | req/s | % of bare | p50 ms | p99 ms | errors | note |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        if not r.requests:
+            lines.append(f"| {r.name} | | | | | {r.errors} | {r.note} |")
+            continue
+        share = 100 * r.rps / ceiling if ceiling else 0
+        lines.append(
+            f"| {r.name} | {r.rps:,.0f} | {share:.0f}% | {r.pct(50):.2f} | {r.pct(99):.2f} "
+            f"| {r.errors} | {r.note} |"
+        )
+    checks = []
+    get = by_name.get("GET /Users/{id}")
+    if get and ceiling:
+        share = 100 * get.rps / ceiling
+        checks.append(f"- GET by id at {share:.0f}% of the bare endpoint (target >= 40%).")
+    for name in ('filter userName eq "x"', 'filter emails[type eq "work"].value eq "x"'):
+        q = by_name.get(name)
+        if q and get and q.requests and get.requests:
+            ratio = q.pct(50) / get.pct(50)
+            checks.append(f"- `{name}` p50 = {ratio:.2f}x GET by id (target <= 1.5x).")
+    cursors = [r for r in results if r.name.startswith("cursor page")]
+    if len(cursors) == 2 and all(c.requests for c in cursors):
+        ratio = cursors[1].pct(50) / cursors[0].pct(50)
+        checks.append(f"- {cursors[1].name} p50 = {ratio:.2f}x page 1 (target <= 1.2x).")
+    cmd = "python -m bench " + " ".join(shlex.quote(a) for a in argv)
+    return "\n".join(
+        [
+            f"## {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "",
+            f"- Machine: {machine()}",
+            f"- Command: `make bench` (`{cmd}`)",
+            f"- Load: {args.concurrency} concurrent connections, {args.seconds:g} s per scenario "
+            f"(at most {args.max_requests} requests), {args.users} users seeded, "
+            f"scimd workers={args.workers}; client and servers share the machine's cores.",
+            "",
+            *lines,
+            "",
+            *checks,
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    p.add_argument("--seconds", type=float, default=8.0, help="duration of each scenario")
+    p.add_argument("--concurrency", type=int, default=32)
+    p.add_argument("--max-requests", type=int, default=200_000)
+    p.add_argument("--users", type=int, default=100_000, help="users seeded before the reads")
+    p.add_argument("--deep-page", type=int, default=1000, help="cursor page to compare")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = p.parse_args(argv)
+    results = asyncio.run(run(args))
+    text = report(results, args, argv)
+    print(text)
+    if args.out:
+        header = "# Benchmark results\n\nNewest first. Produced by `make bench`.\n\n"
+        old = args.out.read_text() if args.out.exists() else header
+        body = old[len(header) :] if old.startswith(header) else old
+        args.out.write_text(header + text + "\n" + body)
+
+
+if __name__ == "__main__":
+    main()

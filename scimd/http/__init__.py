@@ -1,0 +1,1 @@
+"""scimd's HTTP layer: the middleware pipeline and the views (see ``scimd.app``)."""
