@@ -25,7 +25,7 @@ Hierarchy::
     ├── NotFound                   404
     ├── MethodNotAllowed           405
     ├── Conflict                   409 (no scimType)
-    ├── PreconditionFailed         412 (RFC 7644 3.14)
+    ├── PreconditionFailed         412 preconditionFailed (RFC 7644 3.14)
     ├── PayloadTooLarge            413 tooLarge (RFC 7644 3.7.4 uses scimType-less 413;
     │                                  scimd adds "tooLarge" as several clients expect)
     ├── UnsupportedMediaType       415
@@ -232,9 +232,14 @@ class Conflict(ScimError):
 
 
 class PreconditionFailed(ScimError):
-    """412: the ``If-Match`` version does not match the resource (RFC 7644 3.14)."""
+    """412: the ``If-Match`` version does not match the resource (RFC 7644 3.14).
+
+    RFC 7644 Table 9 defines no keyword for 412; scimd sends ``scimType:
+    "preconditionFailed"`` so that clients can tell a version conflict from other 412s
+    without parsing ``detail`` (extra keywords are allowed: scimType is OPTIONAL)."""
 
     status = 412
+    scim_type = "preconditionFailed"
     default_detail = "Failed to update: resource changed on the server"
 
 
