@@ -149,6 +149,8 @@ def _add_routes(app: web.Application, runtime: Runtime) -> None:
             ],
         )
     add_resource(f"{base}/.search", [("POST", search.root_search, "read")])
+    # GET on the base path queries every resource type (RFC 7644 3.4.2.1).
+    add_resource(base or "/", [("GET", search.root_list, "read")])
     add_resource(
         f"{base}/{_fixed('ServiceProviderConfig')}",
         [("GET", discovery.service_provider_config, "discovery")],
