@@ -1,17 +1,20 @@
-# scimd — developer commands. The first use creates .venv and installs scimd with its
-# test and lint tools; later runs reuse it (re-installs when pyproject.toml changes).
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-CONFIG ?= scimd.toml
-STAMP  := $(VENV)/.installed
+# scimd — developer commands. The first use creates .venv and installs scimd, the plugins
+# in plugins/ and the test and lint tools; later runs reuse it (re-installed when a
+# pyproject.toml changes).
+PYTHON  ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+ROOT    := $(CURDIR)
+CONFIG  ?= scimd.toml
+STAMP   := $(VENV)/.installed
+PLUGINS := plugins/scimd-postgres
 
-.PHONY: run test lint bench install clean format
+.PHONY: run test test-core test-plugins lint bench install clean format
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' $(addprefix -e ,$(PLUGINS))
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -19,20 +22,39 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/scimd serve -c $(CONFIG)
 
+# The core suite, then each plugin's own suite (each plugin is its own distribution with
+# its own tests package, so it runs from its own directory).
 test: $(STAMP)
+	@status=0; \
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	for p in $(PLUGINS); do \
+	  (cd $$p && $(ROOT)/$(BIN)/python -m pytest $(PYTEST_ARGS)) || status=$$?; \
+	done; \
+	exit $$status
+
+test-core: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+test-plugins: $(STAMP)
+	@status=0; for p in $(PLUGINS); do \
+	  (cd $$p && $(ROOT)/$(BIN)/python -m pytest $(PYTEST_ARGS)) || status=$$?; \
+	done; exit $$status
+
 lint: $(STAMP)
-	$(BIN)/ruff check scimd tests bench
-	$(BIN)/ruff format --check scimd tests bench
+	$(BIN)/ruff check scimd tests bench $(PLUGINS)
+	$(BIN)/ruff format --check scimd tests bench $(PLUGINS)
 	$(BIN)/mypy
+	@for p in $(PLUGINS); do \
+	  (cd $$p && MYPYPATH=$(ROOT) $(ROOT)/$(BIN)/mypy --config-file $(ROOT)/pyproject.toml \
+	     --explicit-package-bases $$(basename $$p | tr - _) tests) || exit 1; \
+	done
 
 format: $(STAMP)
-	$(BIN)/ruff format scimd tests bench
-	$(BIN)/ruff check --fix scimd tests bench
+	$(BIN)/ruff format scimd tests bench $(PLUGINS)
+	$(BIN)/ruff check --fix scimd tests bench $(PLUGINS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info plugins/*/*.egg-info

@@ -7,6 +7,7 @@
     scimd token list   [-c FILE] [--tenant T] [--json]
     scimd token revoke [-c FILE] TOKEN_ID
     scimd check-config [-c FILE]
+    scimd migrate      [-c FILE]
     scimd show-config  [-c FILE] [--sample]
     scimd plugins      [-c FILE]
     scimd events       [-c FILE] [--tenant T] [--resource ID] [--type P] [--since T] [--limit N]
@@ -265,6 +266,30 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the storage backend's pending schema migrations (a backend with a
+    ``migrate()`` coroutine method, e.g. ``postgres``); others have nothing to migrate."""
+    from scimd.app import load_schema_registry
+
+    loaded = _load(args)
+    plugins = _plugins(loaded)
+    backend = plugins.backend(loaded.settings, load_schema_registry(loaded.settings, plugins))
+    name = loaded.settings.storage.backend
+    migrate = getattr(backend, "migrate", None)
+    if migrate is None:
+        print(f"storage backend {name!r} has no migrations (it creates its layout at start)")
+        return 0
+    try:
+        applied: list[str] = list(asyncio.run(migrate()) or [])
+    except Exception as exc:
+        raise CliError(f"migrate: {getattr(exc, 'detail', None) or exc}") from exc
+    if applied:
+        print(f"storage backend {name!r}: applied " + ", ".join(applied))
+    else:
+        print(f"storage backend {name!r}: up to date")
+    return 0
+
+
 def cmd_show_config(args: argparse.Namespace) -> int:
     if args.sample:
         sys.stdout.write(render_sample_config())
@@ -415,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", parents=[config], help="validate the configuration")
     p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser("migrate", parents=[config], help="apply storage schema migrations")
+    p.set_defaults(func=cmd_migrate)
     p = sub.add_parser("show-config", parents=[config], help="effective configuration with origins")
     p.add_argument("--sample", action="store_true", help="print every key, commented")
     p.set_defaults(func=cmd_show_config)

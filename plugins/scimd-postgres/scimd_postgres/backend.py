@@ -1,0 +1,950 @@
+"""The ``postgres`` backend: asyncpg pool, one transaction per operation.
+
+Layout (``migrations/0001_initial.sql``):
+
+* ``scimd_resources``: one row per resource, ``data`` jsonb (the SCIM JSON with ``meta``,
+  without ``members``/``groups``), ``version`` (the ETag counter), ``display`` and its
+  casefolded ``display_fold`` (the ``display`` of computed ``groups``).
+* ``scimd_attr_paths``: attribute key -> small int, every attribute of the configured
+  schemas registered at start.
+* ``scimd_attr_values``: the filterable leaf values (``scimd.store.sql.extract_values``),
+  rewritten with the resource; ``uniq`` rows carry the partial UNIQUE index that enforces
+  ``uniqueness: server|global`` per tenant and resource type (userName is casefolded).
+* ``scimd_members``: Group membership as a relation.
+
+Writes run in READ COMMITTED transactions that lock the resource row first
+(``SELECT ... FOR UPDATE``), so the If-Match check and the write are atomic and concurrent
+patches serialise; serialization failures and deadlocks rerun the transaction up to
+``retries`` times. Queries run in one REPEATABLE READ READ ONLY transaction (total, page
+and relations from one snapshot).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+
+from scimd.backend import (
+    BackendEnv,
+    Capabilities,
+    Keyset,
+    MemberChange,
+    OpContext,
+    Page,
+    PatchOp,
+    Query,
+    SortSpec,
+)
+from scimd.errors import (
+    InvalidValue,
+    NotFound,
+    PreconditionFailed,
+    ScimError,
+    ServiceUnavailable,
+    Uniqueness,
+)
+from scimd.query.ast import Filter
+from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
+from scimd.store.sql import Relations, extract_values, path_key
+from scimd.store.sqlite import etag_matches
+from scimd_postgres.compiler import PgFilterCompiler, sort_expr
+from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
+from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
+
+__all__ = ["DRIVER_ERRORS", "PostgresBackend"]
+
+log = logging.getLogger("scimd.postgres")
+
+_T = TypeVar("_T")
+
+DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+
+_SQL_GET = (
+    "SELECT pk, version, data FROM scimd_resources WHERE tenant = $1 AND rtype = $2 AND id = $3"
+)
+_SQL_LOCK = _SQL_GET + " FOR UPDATE"
+_SQL_MEMBERS = (
+    "SELECT member_id, member_type, display FROM scimd_members"
+    " WHERE tenant = $1 AND group_id = $2 ORDER BY member_id"
+)
+_SQL_GROUPS = (
+    "SELECT m.group_id, g.display FROM scimd_members m JOIN scimd_resources g"
+    " ON g.tenant = m.tenant AND g.rtype = m.grtype AND g.id = m.group_id"
+    " WHERE m.tenant = $1 AND m.member_id = $2 ORDER BY m.group_id"
+)
+_INSERT_VALUES = (
+    "INSERT INTO scimd_attr_values (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq)"
+    " SELECT $1, t.n, $2, $3, t.path, t.elem, t.v_text, t.v_num::numeric, false"
+    " FROM unnest($4::int[], $5::int[], $6::int[], $7::text[], $8::text[])"
+    " AS t(n, path, elem, v_text, v_num)"
+)
+_INSERT_UNIQUE = (
+    "INSERT INTO scimd_attr_values (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, true)"
+)
+_INSERT_MEMBERS = (
+    "INSERT INTO scimd_members (tenant, grtype, group_id, member_id, member_type,"
+    " member_type_fold, display, display_fold)"
+    " SELECT $1, $2, $3, t.v, t.mt, t.mtf, t.d, t.df"
+    " FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
+    " AS t(v, mt, mtf, d, df) ON CONFLICT DO NOTHING"
+)
+
+
+def _now() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _etag(version: int) -> str:
+    return f'W/"{version}"'
+
+
+def _fold(value: str | None) -> str | None:
+    return value.casefold() if isinstance(value, str) else None
+
+
+def _count(status: str) -> int:
+    """Rows affected, from a command status (``INSERT 0 3``, ``DELETE 2``)."""
+    try:
+        return int(status.rsplit(" ", 1)[-1])
+    except (ValueError, IndexError):
+        return 0
+
+
+def _num_text(value: int | float | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _all_defs(registry: SchemaRegistry) -> Iterable[AttributeDef]:
+    def walk(defn: AttributeDef) -> Iterable[AttributeDef]:
+        yield defn
+        for sub in defn.sub_order:
+            yield from walk(sub)
+
+    for rt in registry.resource_types.values():
+        for schema in (rt.common, rt.schema, *(s for s, _ in rt.extensions.values())):
+            for defn in schema.order:
+                yield from walk(defn)
+
+
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: b"\x01" + orjson.dumps(v),
+        decoder=lambda b: orjson.loads(b[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+class PostgresBackend:
+    """The ``postgres`` backend. See the module docstring for the layout.
+
+    Options (``[storage.postgres]``): ``dsn`` (secret), ``min_pool``, ``max_pool``,
+    ``migrate_on_start``, ``command_timeout`` (seconds), ``retries``.
+    """
+
+    def __init__(self, env: BackendEnv) -> None:
+        opts = env.options
+        dsn = opts.get("dsn")
+        if not isinstance(dsn, str) or not dsn:
+            raise ServiceUnavailable("storage.postgres.dsn is not set")
+        self.dsn = dsn
+        self.min_pool = int(opts.get("min_pool", 1))
+        self.max_pool = max(self.min_pool, int(opts.get("max_pool", 10)))
+        self.migrate_on_start = bool(opts.get("migrate_on_start", False))
+        self.command_timeout = float(opts.get("command_timeout", 30.0))
+        self.retries = int(opts.get("retries", 5))
+        self.registry = env.registry
+        scim = getattr(env.settings, "scim", None)
+        self.allow_dangling = bool(getattr(scim, "allow_dangling_members", False))
+        self.capabilities = Capabilities(max_results=int(getattr(scim, "max_results", 1000)))
+        schema_settings = getattr(env.settings, "schema", None)
+        unknown = getattr(schema_settings, "unknown_attributes", "error")
+        self._unknown: Literal["error", "ignore"] = "ignore" if unknown == "ignore" else "error"
+        self._relations: dict[str, Relations] = {}
+        self._paths: dict[str, int] = {}
+        self.pool: asyncpg.Pool | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the pool, migrate (``migrate_on_start``) or check the layout version, and
+        register the attribute paths of the configured schemas."""
+        try:
+            self.pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self.min_pool,
+                max_size=self.max_pool,
+                command_timeout=self.command_timeout,
+                init=_init_connection,
+            )
+        except DRIVER_ERRORS as exc:
+            raise ServiceUnavailable(
+                f"Cannot connect to PostgreSQL: {exc}", retry_after=RETRY_AFTER
+            ) from exc
+        try:
+            async with self.pool.acquire() as conn:
+                if self.migrate_on_start:
+                    await migrate(conn)
+                version = await current_version(conn)
+                if version != len(MIGRATIONS):
+                    raise ServiceUnavailable(
+                        f"the PostgreSQL layout is at version {version}, this scimd-postgres "
+                        f"needs {len(MIGRATIONS)}: run `scimd migrate`"
+                    )
+                keys = sorted({path_key(d) for d in _all_defs(self.registry)})
+                await conn.execute(
+                    "INSERT INTO scimd_attr_paths (key) SELECT unnest($1::text[])"
+                    " ON CONFLICT (key) DO NOTHING",
+                    keys,
+                )
+                for key, pid in await conn.fetch("SELECT key, id FROM scimd_attr_paths"):
+                    self._paths[key] = pid
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def migrate(self) -> list[str]:
+        """Apply pending migrations (``scimd migrate``); returns the names applied."""
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=self.command_timeout)
+        except DRIVER_ERRORS as exc:
+            raise ServiceUnavailable(f"Cannot connect to PostgreSQL: {exc}") from exc
+        try:
+            return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
+        finally:
+            await conn.close()
+
+    async def aclose(self) -> None:
+        pool, self.pool = self.pool, None
+        if pool is not None:
+            await pool.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(
+        self,
+        fn: Callable[..., Awaitable[_T]],
+        *args: Any,
+        readonly: bool = False,
+    ) -> _T:
+        """Run ``fn(conn, *args)`` in one transaction; rerun it on serialization failures
+        and deadlocks; translate driver errors (``scimd_postgres.errors``)."""
+        pool = self.pool
+        if pool is None:
+            raise ServiceUnavailable("The PostgreSQL backend is not started")
+        attempt = 0
+        while True:
+            try:
+                async with pool.acquire(timeout=self.command_timeout) as conn:
+                    tx = conn.transaction(
+                        isolation="repeatable_read" if readonly else "read_committed",
+                        readonly=readonly,
+                    )
+                    async with tx:
+                        return await fn(conn, *args)
+            except ScimError:
+                raise
+            except DRIVER_ERRORS as exc:
+                what = classify(exc)
+                if what == RETRY:
+                    attempt += 1
+                    if attempt <= self.retries:
+                        log.info("postgres: retrying after %s (attempt %d)", exc, attempt)
+                        continue
+                    raise ServiceUnavailable(
+                        "The resource store is busy; try again", retry_after=1
+                    ) from exc
+                assert isinstance(what, ScimError)
+                raise what from exc
+
+    def relations(self, rtype: ResourceType) -> Relations:
+        rel = self._relations.get(rtype.name)
+        if rel is None:
+            rel = self._relations[rtype.name] = Relations.of(rtype)
+        return rel
+
+    # ------------------------------------------------------------------ values and members
+
+    async def _write_values(
+        self,
+        conn: asyncpg.Connection,
+        pk: int,
+        tenant: str,
+        rtype: ResourceType,
+        resource: dict[str, Any],
+    ) -> None:
+        rows = extract_values(rtype, resource, self.relations(rtype))
+        ns: list[int] = []
+        paths: list[int] = []
+        elems: list[int] = []
+        texts: list[str | None] = []
+        nums: list[str | None] = []
+        seen: set[tuple[int, str]] = set()
+        for n, (defn, elem, v_text, v_num, original) in enumerate(rows):
+            pid = self._paths[path_key(defn)]
+            if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
+                seen.add((pid, v_text))
+                try:
+                    await conn.execute(
+                        _INSERT_UNIQUE,
+                        pk,
+                        n,
+                        tenant,
+                        rtype.name,
+                        pid,
+                        elem,
+                        v_text,
+                        _num_text(v_num),
+                    )
+                except asyncpg.UniqueViolationError as exc:
+                    raise _uniqueness(defn, original) from exc
+                continue
+            ns.append(n)
+            paths.append(pid)
+            elems.append(elem)
+            texts.append(v_text)
+            nums.append(_num_text(v_num))
+        if ns:
+            await conn.execute(
+                _INSERT_VALUES, pk, tenant, rtype.name, ns, paths, elems, texts, nums
+            )
+
+    async def _resolve_members(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        members: Iterable[Mapping[str, Any]],
+    ) -> dict[str, tuple[str | None, str | None]]:
+        """Member dicts -> {value: (type, display)}; values must name an existing User or
+        Group of the tenant (unless dangling members are allowed)."""
+        rel = self.relations(rtype)
+        assert rel.members is not None
+        ref = rel.members.sub("$ref")
+        types = [t for t in (ref.reference_types if ref else ()) if self.registry.resource_type(t)]
+        if not types:
+            types = [rt.name for rt in self.registry.resource_types.values()]
+        wanted: list[tuple[str, str | None, str | None]] = []
+        for member in members:
+            if not isinstance(member, Mapping):
+                raise InvalidValue("Each member must be an object with a value")
+            value = member.get("value")
+            if not isinstance(value, str) or not value:
+                raise InvalidValue("Each member needs a non-empty string value")
+            display = member.get("display")
+            mtype = member.get("type")
+            wanted.append(
+                (
+                    value,
+                    display if isinstance(display, str) else None,
+                    mtype if isinstance(mtype, str) else None,
+                )
+            )
+        if not wanted:
+            return {}
+        ids = [v for v, _, _ in wanted if not _has_nul(v)]
+        found: dict[str, tuple[str, str | None]] = {
+            row[0]: (row[1], row[2])
+            for row in await conn.fetch(
+                "SELECT id, rtype, display FROM scimd_resources"
+                " WHERE tenant = $1 AND rtype = ANY($2::text[]) AND id = ANY($3::text[])",
+                tenant,
+                types,
+                ids,
+            )
+        }
+        out: dict[str, tuple[str | None, str | None]] = {}
+        for value, display, mtype in wanted:
+            hit = found.get(value)
+            if hit is None:
+                if not self.allow_dangling or _has_nul(value):
+                    raise InvalidValue(f'Member "{value}" does not exist')
+                out[value] = (mtype, display)
+            else:
+                out[value] = (hit[0], display if display is not None else hit[1])
+        return out
+
+    async def _insert_members(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        gid: str,
+        resolved: Mapping[str, tuple[str | None, str | None]],
+    ) -> int:
+        if not resolved:
+            return 0
+        values = list(resolved)
+        types = [resolved[v][0] for v in values]
+        displays = [resolved[v][1] for v in values]
+        status = await conn.execute(
+            _INSERT_MEMBERS,
+            tenant,
+            rtype.name,
+            gid,
+            values,
+            types,
+            [_fold(t) for t in types],
+            displays,
+            [_fold(d) for d in displays],
+        )
+        return _count(status)
+
+    async def _remove_members(
+        self, conn: asyncpg.Connection, tenant: str, gid: str, values: Iterable[str]
+    ) -> int:
+        ids = [v for v in values if isinstance(v, str) and not _has_nul(v)]
+        if not ids:
+            return 0
+        status = await conn.execute(
+            "DELETE FROM scimd_members WHERE tenant = $1 AND group_id = $2"
+            " AND member_id = ANY($3::text[])",
+            tenant,
+            gid,
+            ids,
+        )
+        return _count(status)
+
+    async def _set_members(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        gid: str,
+        members: Iterable[Mapping[str, Any]],
+    ) -> int:
+        """Make the membership exactly ``members`` as a diff (only changed rows)."""
+        wanted = await self._resolve_members(conn, tenant, rtype, members)
+        current = {
+            row[0]
+            for row in await conn.fetch(
+                "SELECT member_id FROM scimd_members WHERE tenant = $1 AND group_id = $2",
+                tenant,
+                gid,
+            )
+        }
+        changed = await self._remove_members(conn, tenant, gid, current.difference(wanted))
+        new = {v: wanted[v] for v in wanted if v not in current}
+        return changed + await self._insert_members(conn, tenant, rtype, gid, new)
+
+    async def _apply_member_changes(
+        self,
+        conn: asyncpg.Connection,
+        tenant: str,
+        rtype: ResourceType,
+        gid: str,
+        changes: Sequence[MemberChange],
+    ) -> int:
+        touched = 0
+        for change in changes:
+            if change.op == "add":
+                resolved = await self._resolve_members(conn, tenant, rtype, change.members)
+                touched += await self._insert_members(conn, tenant, rtype, gid, resolved)
+            elif change.op == "remove":
+                touched += await self._remove_members(conn, tenant, gid, change.values)
+            elif change.op == "set":
+                touched += await self._set_members(conn, tenant, rtype, gid, change.members)
+            else:  # clear
+                status = await conn.execute(
+                    "DELETE FROM scimd_members WHERE tenant = $1 AND group_id = $2", tenant, gid
+                )
+                touched += _count(status)
+        return touched
+
+    async def _load_members(
+        self, conn: asyncpg.Connection, tenant: str, gid: str
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for value, mtype, display in await conn.fetch(_SQL_MEMBERS, tenant, gid):
+            item: dict[str, Any] = {"value": value}
+            if display is not None:
+                item["display"] = display
+            if mtype is not None:
+                item["type"] = mtype
+            out.append(item)
+        return out
+
+    async def _load_groups(
+        self, conn: asyncpg.Connection, tenant: str, rid: str
+    ) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for gid, display in await conn.fetch(_SQL_GROUPS, tenant, rid):
+            item: dict[str, Any] = {"value": gid}
+            if display is not None:
+                item["display"] = display
+            item["type"] = "direct"
+            out.append(item)
+        return out
+
+    async def _attach(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rel: Relations,
+        rid: str,
+        resource: dict[str, Any],
+    ) -> dict[str, Any]:
+        if rel.members is not None and ctx.load_members:
+            members = await self._load_members(conn, ctx.tenant, rid)
+            if members:
+                resource[rel.members.name] = members
+        if rel.groups is not None and ctx.load_groups:
+            groups = await self._load_groups(conn, ctx.tenant, rid)
+            if groups:
+                resource[rel.groups.name] = groups
+        return resource
+
+    # ------------------------------------------------------------------ storage form
+
+    @staticmethod
+    def _stored(rel: Relations, resource: dict[str, Any]) -> dict[str, Any]:
+        data = dict(resource)
+        if rel.members is not None:
+            data.pop(rel.members.name, None)
+        if rel.groups is not None:
+            data.pop(rel.groups.name, None)
+        return data
+
+    @staticmethod
+    def _members_of(rel: Relations, resource: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+        if rel.members is None:
+            return None
+        value = resource.get(rel.members.name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidValue(f"{rel.members.name} must be an array")
+        return value
+
+    # ------------------------------------------------------------------ CRUD
+
+    async def create(
+        self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self._run(self._create_tx, ctx, rtype, resource)
+
+    async def _create_tx(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        resource: dict[str, Any],
+    ) -> dict[str, Any]:
+        rel = self.relations(rtype)
+        rid = str(uuid.uuid4())
+        now = _now()
+        data = self._stored(rel, resource)
+        data.pop("id", None)
+        data = {"id": rid, **data}
+        data["meta"] = {
+            "resourceType": rtype.name,
+            "created": now,
+            "lastModified": now,
+            "version": _etag(1),
+        }
+        display = data.get("displayName")
+        display = display if isinstance(display, str) else None
+        pk = await conn.fetchval(
+            "INSERT INTO scimd_resources (tenant, rtype, id, version, display, display_fold,"
+            " data) VALUES ($1, $2, $3, 1, $4, $5, $6) RETURNING pk",
+            ctx.tenant,
+            rtype.name,
+            rid,
+            display,
+            _fold(display),
+            data,
+        )
+        await self._write_values(conn, pk, ctx.tenant, rtype, data)
+        members = self._members_of(rel, resource)
+        if members:
+            resolved = await self._resolve_members(conn, ctx.tenant, rtype, members)
+            await self._insert_members(conn, ctx.tenant, rtype, rid, resolved)
+        return await self._attach(conn, ctx, rel, rid, orjson.loads(orjson.dumps(data)))
+
+    async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
+        if _has_nul(rid):
+            raise NotFound(f"{rtype.name} not found")
+        return await self._run(self._get_tx, ctx, rtype, rid, readonly=True)
+
+    async def _get_tx(
+        self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, rid: str
+    ) -> dict[str, Any]:
+        row = await conn.fetchrow(_SQL_GET, ctx.tenant, rtype.name, rid)
+        if row is None:
+            raise NotFound(f"{rtype.name} {rid} not found")
+        return await self._attach(conn, ctx, self.relations(rtype), rid, row[2])
+
+    async def _lock(
+        self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, rid: str
+    ) -> tuple[int, int, dict[str, Any]]:
+        row = await conn.fetchrow(_SQL_LOCK, ctx.tenant, rtype.name, rid)
+        if row is None:
+            raise NotFound(f"{rtype.name} {rid} not found")
+        return row[0], row[1], row[2]
+
+    async def _store(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        pk: int,
+        rid: str,
+        version: int,
+        old: Mapping[str, Any],
+        new: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Write the new state of an existing resource (version bumped, values rewritten)."""
+        rel = self.relations(rtype)
+        data = self._stored(rel, new)
+        data.pop("id", None)
+        data = {"id": rid, **data}
+        old_meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
+        assert isinstance(old_meta, dict)
+        data["meta"] = {
+            "resourceType": rtype.name,
+            "created": old_meta.get("created", _now()),
+            "lastModified": _now(),
+            "version": _etag(version + 1),
+        }
+        display = data.get("displayName")
+        display = display if isinstance(display, str) else None
+        await conn.execute(
+            "UPDATE scimd_resources SET version = $1, display = $2, display_fold = $3,"
+            " data = $4 WHERE pk = $5",
+            version + 1,
+            display,
+            _fold(display),
+            data,
+            pk,
+        )
+        await conn.execute("DELETE FROM scimd_attr_values WHERE pk = $1", pk)
+        await self._write_values(conn, pk, ctx.tenant, rtype, data)
+        return orjson.loads(orjson.dumps(data))  # type: ignore[no-any-return]
+
+    async def replace(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        if _has_nul(rid):
+            raise NotFound(f"{rtype.name} not found")
+        return await self._run(self._replace_tx, ctx, rtype, rid, resource, if_match)
+
+    async def _replace_tx(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        resource: dict[str, Any],
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        pk, version, old = await self._lock(conn, ctx, rtype, rid)
+        if not etag_matches(if_match, version):
+            raise PreconditionFailed(
+                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+            )
+        data = await self._store(conn, ctx, rtype, pk, rid, version, old, resource)
+        rel = self.relations(rtype)
+        members = self._members_of(rel, resource)
+        if members is not None:
+            await self._set_members(conn, ctx.tenant, rtype, rid, members)
+        return await self._attach(conn, ctx, rel, rid, data)
+
+    async def patch(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        if _has_nul(rid):
+            raise NotFound(f"{rtype.name} not found")
+        return await self._run(self._patch_tx, ctx, rtype, rid, ops, if_match)
+
+    async def _patch_tx(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        from scimd.patch import apply_patch, needs_members
+
+        pk, version, old = await self._lock(conn, ctx, rtype, rid)
+        if not etag_matches(if_match, version):
+            raise PreconditionFailed(
+                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+            )
+        rel = self.relations(rtype)
+        inline = rel.members is not None and needs_members(rtype, ops)
+        current = dict(old)
+        if inline and rel.members is not None:
+            loaded = await self._load_members(conn, ctx.tenant, rid)
+            if loaded:
+                current[rel.members.name] = loaded
+        result = apply_patch(
+            rtype,
+            current,
+            list(ops),
+            members_external=rel.members is not None and not inline,
+            unknown=self._unknown,
+        )
+        new = dict(result.resource)
+        touched = 0
+        if rel.members is not None:
+            if inline:
+                after = self._members_of(rel, new) or []
+                touched = await self._set_members(conn, ctx.tenant, rtype, rid, after)
+            else:
+                touched = await self._apply_member_changes(
+                    conn, ctx.tenant, rtype, rid, result.member_changes
+                )
+        if not result.changed and touched == 0:
+            return await self._attach(conn, ctx, rel, rid, old)
+        data = await self._store(conn, ctx, rtype, pk, rid, version, old, new)
+        return await self._attach(conn, ctx, rel, rid, data)
+
+    async def delete(
+        self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
+    ) -> None:
+        if _has_nul(rid):
+            raise NotFound(f"{rtype.name} not found")
+        await self._run(self._delete_tx, ctx, rtype, rid, if_match)
+
+    async def _delete_tx(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        if_match: str | None,
+    ) -> None:
+        row = await conn.fetchrow(
+            "SELECT pk, version FROM scimd_resources WHERE tenant = $1 AND rtype = $2"
+            " AND id = $3 FOR UPDATE",
+            ctx.tenant,
+            rtype.name,
+            rid,
+        )
+        if row is None:
+            raise NotFound(f"{rtype.name} {rid} not found")
+        if not etag_matches(if_match, row[1]):
+            raise PreconditionFailed(
+                f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
+            )
+        await conn.execute("DELETE FROM scimd_resources WHERE pk = $1", row[0])
+        await conn.execute(
+            "DELETE FROM scimd_members WHERE tenant = $1 AND group_id = $2", ctx.tenant, rid
+        )
+        await conn.execute(
+            "DELETE FROM scimd_members WHERE tenant = $1 AND member_id = $2", ctx.tenant, rid
+        )
+
+    # ------------------------------------------------------------------ query
+
+    def compile_where(
+        self,
+        tenant: str,
+        rtype: ResourceType,
+        flt: Filter | None,
+        sort: SortSpec | None = None,
+    ) -> tuple[str, str | None, str | None, list[Any], int]:
+        """(WHERE clause over ``scimd_resources r``, sort key SQL or None, its kind,
+        params, how many of the params the WHERE clause uses). Public for the query-plan
+        tests."""
+        c = PgFilterCompiler(rtype, tenant, self.relations(rtype), self._paths.get)
+        where = f"r.tenant = {c.tenant_p()} AND r.rtype = {c.rtype_p()}"
+        if flt is not None:
+            where += " AND " + c.compile(flt)
+        n_where = len(c.params)
+        sk: str | None = None
+        kind: str | None = None
+        if sort is not None:
+            sk, kind = sort_expr(c, sort.path)
+        return where, sk, kind, c.params, n_where
+
+    async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
+        return await self._run(self._query_tx, ctx, rtype, q, readonly=True)
+
+    async def _query_tx(
+        self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, q: Query
+    ) -> Page:
+        where, sk, kind, params, n_where = self.compile_where(ctx.tenant, rtype, q.filter, q.sort)
+        total: int | None = None
+        if q.want_total or q.count <= 0:
+            total = await conn.fetchval(
+                f"SELECT count(*) FROM scimd_resources r WHERE {where}", *params[:n_where]
+            )
+        count = max(0, min(q.count, self.capabilities.max_results))
+        if count == 0:
+            return Page([], total)
+        desc = q.sort is not None and q.sort.descending
+        sorted_ = sk is not None
+        skx = sk if sk is not None else "NULL::text"
+        inner = f"SELECT r.pk AS pk, r.id AS id, {skx} AS sk FROM scimd_resources r WHERE {where}"
+        if q.paging == "index":
+            order = _order(sorted_, desc, reverse=False)
+            args = [*params, count, max(0, q.start_index - 1)]
+            rows = await conn.fetch(
+                f"SELECT q.pk, q.id, q.sk FROM ({inner}) q ORDER BY {order}"
+                f" LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
+                *args,
+            )
+            return Page(await self._fetch(conn, ctx, rtype, rows), total)
+        ks = q.keyset
+        reverse = ks is not None and ks.direction == "prev"
+        args = list(params)
+        cond = _keyset_cond(sorted_, desc, kind, ks, args) if ks is not None else "TRUE"
+        order = _order(sorted_, desc, reverse=reverse)
+        args.append(count + 1)
+        rows = list(
+            await conn.fetch(
+                f"SELECT q.pk, q.id, q.sk FROM ({inner}) q WHERE {cond} ORDER BY {order}"
+                f" LIMIT ${len(args)}",
+                *args,
+            )
+        )
+        more = len(rows) > count
+        rows = rows[:count]
+        if reverse:
+            rows.reverse()
+        next_ks: Keyset | None = None
+        prev_ks: Keyset | None = None
+        if rows:
+            first = Keyset(_sort_value(rows[0][2], kind, q.sort), rows[0][1], "prev")
+            last = Keyset(_sort_value(rows[-1][2], kind, q.sort), rows[-1][1], "next")
+            if reverse:
+                prev_ks = first if more else None
+                beyond = await self._exists_beyond(conn, inner, sorted_, desc, kind, last, params)
+                next_ks = last if beyond else None
+            else:
+                next_ks = last if more else None
+                if ks is not None and await self._exists_beyond(
+                    conn, inner, sorted_, desc, kind, first, params
+                ):
+                    prev_ks = first
+        return Page(await self._fetch(conn, ctx, rtype, rows), total, next_ks, prev_ks)
+
+    async def _exists_beyond(
+        self,
+        conn: asyncpg.Connection,
+        inner: str,
+        sorted_: bool,
+        desc: bool,
+        kind: str | None,
+        ks: Keyset,
+        params: list[Any],
+    ) -> bool:
+        args = list(params)
+        cond = _keyset_cond(sorted_, desc, kind, ks, args)
+        row = await conn.fetchval(f"SELECT 1 FROM ({inner}) q WHERE {cond} LIMIT 1", *args)
+        return row is not None
+
+    async def _fetch(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rows: Sequence[Any],
+    ) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        pks = [row[0] for row in rows]
+        data = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT pk, data FROM scimd_resources WHERE pk = ANY($1::bigint[])", pks
+            )
+        }
+        rel = self.relations(rtype)
+        out: list[dict[str, Any]] = []
+        for pk, rid, _ in rows:
+            resource = data.get(pk)
+            if resource is None:
+                continue
+            out.append(await self._attach(conn, ctx, rel, rid, resource))
+        return out
+
+
+def _sort_value(value: Any, kind: str | None, spec: SortSpec | None) -> Any:
+    """A sort key as ``scimd.query.sort.sort_value`` gives it (bools, ints, floats)."""
+    if value is None or spec is None:
+        return None
+    if kind == "bool":
+        return bool(value)
+    if isinstance(value, Decimal):
+        defn = spec.path.defn
+        if defn is not None and defn.type == "integer" and value == value.to_integral_value():
+            return int(value)
+        return float(value)
+    return value
+
+
+def _order(sorted_: bool, desc: bool, *, reverse: bool) -> str:
+    """ORDER BY of the total order of ``scimd.query.sort`` (sort key, nulls last in both
+    directions, ties by id in the sort's direction), or its exact reverse."""
+    if not sorted_:
+        return "q.id DESC" if reverse else "q.id"
+    direction = "DESC" if desc != reverse else "ASC"
+    nulls = "DESC" if reverse else "ASC"
+    return f"(q.sk IS NULL) {nulls}, q.sk {direction}, q.id {direction}"
+
+
+def _keyset_cond(sorted_: bool, desc: bool, kind: str | None, ks: Keyset, args: list[Any]) -> str:
+    """Rows strictly after (``next``) or before (``prev``) ``ks`` in the total order;
+    binds its values into ``args``."""
+    args.append(ks.id if isinstance(ks.id, str) else str(ks.id))
+    ks_id = f"${len(args)}::text"
+    after = ks.direction == "next"
+    if not sorted_:
+        return f"q.id > {ks_id}" if after else f"q.id < {ks_id}"
+    beyond = ">" if (after != desc) else "<"
+    if ks.sort_value is None:
+        if after:
+            return f"(q.sk IS NULL AND q.id {beyond} {ks_id})"
+        return f"(q.sk IS NOT NULL OR q.id {beyond} {ks_id})"
+    sv = ks.sort_value
+    if kind in ("text", None):
+        args.append(sv if isinstance(sv, str) else str(sv))
+        ks_sv = f"${len(args)}::text"
+    else:
+        if isinstance(sv, bool):
+            sv = int(sv)
+        if not isinstance(sv, int | float) or sv != sv or sv in (float("inf"), float("-inf")):
+            raise InvalidValue("The cursor does not fit the sort attribute")
+        args.append(str(sv))
+        ks_sv = f"${len(args)}::numeric"
+    core = (
+        f"(q.sk IS NOT NULL AND (q.sk {beyond} {ks_sv} OR (q.sk = {ks_sv}"
+        f" AND q.id {beyond} {ks_id})))"
+    )
+    return f"({core} OR q.sk IS NULL)" if after else core
+
+
+def _uniqueness(defn: AttributeDef, value: Any) -> Uniqueness:
+    name = defn.path if defn.parent is not None else defn.name
+    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return Uniqueness(f'{name} "{shown}" is already in use')
