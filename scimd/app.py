@@ -103,6 +103,9 @@ def create_app(
     app = web.Application(middlewares=build_middlewares(runtime), client_max_size=client_max_size)
     app[RUNTIME] = runtime
     _add_routes(app, runtime)
+    from scimd.jit.http import mount_jit
+
+    mount_jit(app, runtime)  # POST /jit/v1/logins, outside the SCIM base path
     app.cleanup_ctx.append(_lifecycle(runtime))
     return app
 

@@ -46,6 +46,7 @@ from scimd.settings import (
     AuthSettings,
     BulkSettings,
     EventSettings,
+    JitSettings,
     LoggingSettings,
     PluginSettings,
     SchemaSettings,
@@ -400,7 +401,36 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         (),
         'Entry-point plugin names not to load (e.g. ["ldap"]).',
     ),
+    # [jit] (the [[jit.callers]] and [[jit.idp]] arrays: scimd.jit.config, docs/jit.md)
+    _spec(
+        "jit",
+        "enabled",
+        "bool",
+        False,
+        "Serve the JIT login hook POST /jit/v1/logins (callers and IdPs: [[jit.callers]], "
+        "[[jit.idp]], see docs/jit.md).",
+    ),
+    _spec(
+        "jit",
+        "clock_skew",
+        "duration",
+        120.0,
+        "Clock skew tolerated on token times (exp, nbf, iat); at most 5 minutes.",
+        minimum=0,
+        maximum=300,
+    ),
+    _spec(
+        "jit",
+        "idempotency_ttl",
+        "duration",
+        86400.0,
+        "How long a JIT response is kept for an idempotent retry with the same webhook-id.",
+        minimum=1,
+    ),
 )
+
+# Arrays of tables, validated by their own parser: [[jit.callers]], [[jit.idp]].
+_ARRAY_TABLES = ("jit.callers", "jit.idp")
 
 _CORE_SECTIONS: dict[str, type[Any]] = {
     "server": ServerSettings,
@@ -413,6 +443,7 @@ _CORE_SECTIONS: dict[str, type[Any]] = {
     "events": EventSettings,
     "logging": LoggingSettings,
     "plugins": PluginSettings,
+    "jit": JitSettings,
 }
 
 
@@ -765,6 +796,7 @@ class _Loader:
         self.values: dict[str, Any] = {}
         self.origins: dict[str, Origin] = {}
         self.passthrough: dict[str, dict[str, Any]] = {}
+        self.arrays: dict[str, Any] = {}
 
     # -- walking the file
     def run(self) -> LoadedConfig:
@@ -804,6 +836,10 @@ class _Loader:
             return
         for key, value in table.items():
             name = f"{section}.{key}"
+            if name in _ARRAY_TABLES:
+                self.arrays[name] = value
+                self.origins[name] = self._file_origin(name)
+                continue
             if isinstance(value, dict) and not _is_reference(value):
                 self._table(name, value)
                 continue
@@ -986,6 +1022,7 @@ class _Loader:
                 f"got {scim['default_count']}",
                 self._origin_source("scim.default_count"),
             )
+        core["jit"]["options"] = self._jit_arrays()
         if self.issues:
             return None
 
@@ -1031,6 +1068,26 @@ class _Loader:
             extra=extra,
             **kwargs,
         )
+
+    def _jit_arrays(self) -> dict[str, Any]:
+        from scimd.jit.config import check_references, parse_callers, parse_idps
+
+        def deref(value: Mapping[str, Any]) -> str:
+            if not _is_reference(value):
+                raise ValueError('expected { "$env" = "NAME" } or { "$file" = "/path" }')
+            try:
+                return _deref(dict(value), self.environ, self.base_dir)[0]
+            except _Invalid as exc:
+                raise ValueError(str(exc)) from None
+
+        callers, problems = parse_callers(self.arrays.get("jit.callers", []), deref)
+        idps, more = parse_idps(self.arrays.get("jit.idp", []), self.base_dir)
+        problems += more
+        if not problems:
+            problems += check_references(callers, idps)
+        for key, reason in problems:
+            self._issue(key, reason)
+        return {"callers": callers, "idp": idps}
 
     def _origin_source(self, name: str) -> str:
         origin = self.origins.get(name)

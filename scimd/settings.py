@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from scimd.jit.config import JitCaller, JitIdp
 
 __all__ = [
     "AuthSettings",
     "BulkSettings",
     "EventSettings",
+    "JitSettings",
     "LoggingSettings",
     "PluginSettings",
     "SchemaSettings",
@@ -120,6 +124,26 @@ class PluginSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class JitSettings:
+    """``[jit]``: the JIT login hook (``POST /jit/v1/logins``, see docs/jit.md)."""
+
+    enabled: bool = False
+    clock_skew: float = 120.0
+    idempotency_ttl: float = 86400.0
+    options: dict[str, Any] = field(default_factory=dict)
+    """The arrays of tables, validated by ``scimd.jit.config``: ``callers``
+    (``[[jit.callers]]``) and ``idp`` (``[[jit.idp]]``); read them via the properties."""
+
+    @property
+    def callers(self) -> tuple[JitCaller, ...]:
+        return tuple(self.options.get("callers", ()))
+
+    @property
+    def idp(self) -> tuple[JitIdp, ...]:
+        return tuple(self.options.get("idp", ()))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
@@ -131,6 +155,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
+    jit: JitSettings = field(default_factory=JitSettings)
     base_dir: Path = field(default_factory=Path.cwd)
     """Directory of the config file; relative paths resolve against it."""
     source: Path | None = None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Event", "StateStore", "TokenRecord"]
+__all__ = ["Event", "IdempotencyRecord", "JitStateStore", "StateStore", "TokenRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +99,52 @@ class StateStore(Protocol):
     async def get_or_create_secret(self, name: str, size: int = 32) -> bytes:
         """A random secret of ``size`` bytes kept under ``name`` (e.g. the cursor signing
         key), created at first use; every process sharing the store gets the same one."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A JIT response kept for idempotent retries (same caller and ``webhook-id``)."""
+
+    caller: str
+    key: str
+    body_sha256: str
+    """SHA-256 (hex) of the request body: same key + other body is a 409."""
+    status: int
+    response: bytes
+    expires: datetime
+
+
+@runtime_checkable
+class JitStateStore(Protocol):
+    """What the JIT hook needs beyond ``StateStore`` (the SQLite store implements it; the
+    hook answers 503 on a store that does not). Keys are tenant-scoped where they name a
+    user."""
+
+    async def get_identity_link(self, tenant: str, idp: str, subject: str) -> str | None:
+        """The user id linked to ``(idp, subject)``, if any."""
+
+    async def put_identity_link(
+        self, tenant: str, idp: str, subject: str, user_id: str, *, replace: bool = False
+    ) -> str:
+        """Link ``(idp, subject)`` to ``user_id`` unless already linked (then, with
+        ``replace``, re-link); return the user id linked afterwards (the winner of a race)."""
+
+    async def identity_links_of(self, tenant: str, user_id: str) -> list[tuple[str, str]]:
+        """``(idp, subject)`` pairs linked to a user."""
+
+    async def add_tombstone(self, tenant: str, user_id: str, keys: Sequence[str]) -> None:
+        """Remember a SCIM-deleted user under ``keys`` (``id:<id>``, ``externalId:<v>``,
+        ``email:<normalised>`` ...)."""
+
+    async def find_tombstone(self, tenant: str, keys: Sequence[str]) -> str | None:
+        """The deleted user id recorded under any of ``keys``, if any."""
+
+    async def remove_tombstone(self, tenant: str, user_id: str) -> None: ...
+
+    async def claim_replay(self, key: str, expires: datetime) -> bool:
+        """Record a one-time ``key`` until ``expires``; False if it is already recorded."""
+
+    async def get_idempotency(self, caller: str, key: str) -> IdempotencyRecord | None:
+        """The unexpired record for ``(caller, key)``, if any."""
+
+    async def put_idempotency(self, record: IdempotencyRecord) -> None: ...

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scimd.errors import ServiceUnavailable
-from scimd.state.base import Event, TokenRecord
+from scimd.state.base import Event, IdempotencyRecord, TokenRecord
 
 __all__ = ["TOKEN_PREFIX", "SqliteStateStore", "StateStoreError"]
 
@@ -75,6 +75,41 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             value BLOB NOT NULL,
             created TEXT NOT NULL
         )""",
+    ),
+    # 1 -> 2: the JIT hook (identity links, tombstones, replay and idempotency caches).
+    (
+        """CREATE TABLE jit_links (
+            tenant TEXT NOT NULL,
+            idp TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (tenant, idp, subject)
+        )""",
+        "CREATE INDEX jit_links_user ON jit_links (tenant, user_id)",
+        """CREATE TABLE jit_tombstones (
+            tenant TEXT NOT NULL,
+            key TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            deleted TEXT NOT NULL,
+            PRIMARY KEY (tenant, key)
+        )""",
+        "CREATE INDEX jit_tombstones_user ON jit_tombstones (tenant, user_id)",
+        """CREATE TABLE jit_replay (
+            key TEXT PRIMARY KEY,
+            expires TEXT NOT NULL
+        )""",
+        "CREATE INDEX jit_replay_expires ON jit_replay (expires)",
+        """CREATE TABLE jit_idempotency (
+            caller TEXT NOT NULL,
+            key TEXT NOT NULL,
+            body_sha256 TEXT NOT NULL,
+            status INTEGER NOT NULL,
+            response BLOB NOT NULL,
+            expires TEXT NOT NULL,
+            PRIMARY KEY (caller, key)
+        )""",
+        "CREATE INDEX jit_idempotency_expires ON jit_idempotency (expires)",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -416,3 +451,135 @@ class SqliteStateStore:
         )
         row = self._db.execute("SELECT value FROM kv WHERE name = ?", (name,)).fetchone()
         return bytes(row[0])
+
+    # -- JIT: identity links, tombstones, replay and idempotency caches
+    async def get_identity_link(self, tenant: str, idp: str, subject: str) -> str | None:
+        return await self._run(self._get_link, tenant, idp, subject)
+
+    def _get_link(self, tenant: str, idp: str, subject: str) -> str | None:
+        row = self._db.execute(
+            "SELECT user_id FROM jit_links WHERE tenant = ? AND idp = ? AND subject = ?",
+            (tenant, idp, subject),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    async def put_identity_link(
+        self, tenant: str, idp: str, subject: str, user_id: str, *, replace: bool = False
+    ) -> str:
+        return await self._run(self._put_link, tenant, idp, subject, user_id, replace)
+
+    def _put_link(self, tenant: str, idp: str, subject: str, user_id: str, replace: bool) -> str:
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        self._db.execute(
+            f"{verb} INTO jit_links (tenant, idp, subject, user_id, created)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (tenant, idp, subject, user_id, _ts(_now())),
+        )
+        return self._get_link(tenant, idp, subject) or user_id
+
+    async def identity_links_of(self, tenant: str, user_id: str) -> list[tuple[str, str]]:
+        return await self._run(self._links_of, tenant, user_id)
+
+    def _links_of(self, tenant: str, user_id: str) -> list[tuple[str, str]]:
+        rows = self._db.execute(
+            "SELECT idp, subject FROM jit_links WHERE tenant = ? AND user_id = ?"
+            " ORDER BY idp, subject",
+            (tenant, user_id),
+        ).fetchall()
+        return [(str(r[0]), str(r[1])) for r in rows]
+
+    async def add_tombstone(self, tenant: str, user_id: str, keys: Sequence[str]) -> None:
+        await self._run(self._add_tombstone, tenant, user_id, list(keys))
+
+    def _add_tombstone(self, tenant: str, user_id: str, keys: list[str]) -> None:
+        now = _ts(_now())
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO jit_tombstones (tenant, key, user_id, deleted)"
+                " VALUES (?, ?, ?, ?)",
+                [(tenant, k, user_id, now) for k in {f"id:{user_id}", *keys}],
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def find_tombstone(self, tenant: str, keys: Sequence[str]) -> str | None:
+        if not keys:
+            return None
+        return await self._run(self._find_tombstone, tenant, list(keys))
+
+    def _find_tombstone(self, tenant: str, keys: list[str]) -> str | None:
+        marks = ", ".join("?" for _ in keys)
+        row = self._db.execute(
+            f"SELECT user_id FROM jit_tombstones WHERE tenant = ? AND key IN ({marks})"
+            " ORDER BY deleted DESC LIMIT 1",
+            (tenant, *keys),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    async def remove_tombstone(self, tenant: str, user_id: str) -> None:
+        await self._run(
+            lambda: self._db.execute(
+                "DELETE FROM jit_tombstones WHERE tenant = ? AND user_id = ?", (tenant, user_id)
+            )
+        )
+
+    async def claim_replay(self, key: str, expires: datetime) -> bool:
+        return await self._run(self._claim_replay, key, expires)
+
+    def _claim_replay(self, key: str, expires: datetime) -> bool:
+        now = _ts(_now())
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM jit_replay WHERE expires < ?", (now,))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO jit_replay (key, expires) VALUES (?, ?)",
+                (key, _ts(expires)),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return cur.rowcount == 1
+
+    async def get_idempotency(self, caller: str, key: str) -> IdempotencyRecord | None:
+        return await self._run(self._get_idempotency, caller, key)
+
+    def _get_idempotency(self, caller: str, key: str) -> IdempotencyRecord | None:
+        row = self._db.execute(
+            "SELECT body_sha256, status, response, expires FROM jit_idempotency"
+            " WHERE caller = ? AND key = ? AND expires >= ?",
+            (caller, key, _ts(_now())),
+        ).fetchone()
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            caller=caller,
+            key=key,
+            body_sha256=str(row[0]),
+            status=int(row[1]),
+            response=bytes(row[2]),
+            expires=_dt(row[3]) or _now(),
+        )
+
+    async def put_idempotency(self, record: IdempotencyRecord) -> None:
+        await self._run(self._put_idempotency, record)
+
+    def _put_idempotency(self, r: IdempotencyRecord) -> None:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM jit_idempotency WHERE expires < ?", (_ts(_now()),))
+            db.execute(
+                "INSERT OR IGNORE INTO jit_idempotency (caller, key, body_sha256, status,"
+                " response, expires) VALUES (?, ?, ?, ?, ?, ?)",
+                (r.caller, r.key, r.body_sha256, r.status, r.response, _ts(r.expires)),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
