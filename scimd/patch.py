@@ -16,14 +16,17 @@ where it is handled.
 
 Decisions where the RFC is silent or loose (each one is tested):
 
-* A message without ``schemas`` is accepted (quirk ``patch_schemas_missing``); a
+* A message without ``schemas`` is accepted (quirk ``missing_schemas``); a
   ``schemas`` that is present but does not name the PatchOp URN is 400 invalidSyntax.
 * ``remove`` of an attribute, sub-attribute or filtered value that is not there succeeds
   without change (RFC 7644 3.5.2.2 does not make it an error, and IdPs retry removals).
-* ``replace`` with a filter that matches nothing is 400 noTarget (RFC 7644 3.5.2.3), but
-  ``add`` with such a filter creates the element from the filter's ``eq`` terms (quirk
-  ``patch_filtered_add_creates``), so that several ``add``\\ s to the same filter in one
-  request build one element (what Entra sends).
+* ``add`` or ``replace`` with a filter that matches nothing creates the element from the
+  filter's ``eq`` terms (quirks ``patch_filtered_add_creates`` and
+  ``patch_filtered_replace_creates``), so that several operations on the same filter in
+  one request build one element (what Entra sends: ``Replace emails[type eq "work"].value``
+  on a user without a work email). RFC 7644 3.5.2.3 makes the replace a 400 noTarget;
+  scimd is lenient, as the RFC allows servers to be. A filter that does not describe an
+  element (not only ``eq`` terms joined by ``and``) still gives 400 noTarget.
 * ``replace`` with ``value: null`` (or ``[]`` for a multi-valued attribute) unassigns the
   attribute: RFC 7643 2.5 makes null, empty and unassigned equivalent.
 * Adding to a multi-valued attribute merges into an existing element with the same
@@ -840,11 +843,9 @@ class _Patcher:
         if vsub is not None:
             new_sub = self.norm(vsub, value)
             if not hits:
-                if kind == "replace":
-                    raise NoTarget(f"No value of '{loc.name()}' matches the filter in '{path}'")
                 created = self._element_from_filter(loc, path.filter)
                 created[vsub.name] = new_sub
-                self._add_created(loc, created)
+                self._add_created(loc, created, kind)
                 return
             owned = self.mutable(loc)
             fresh = []
@@ -866,11 +867,9 @@ class _Patcher:
         if top.is_complex and len(replacements) != 1:
             raise InvalidValue(f"'{path}' takes one {top.name} value (an object)")
         if not hits:
-            if kind == "replace":
-                raise NoTarget(f"No value of '{loc.name()}' matches the filter in '{path}'")
             created = self._element_from_filter(loc, path.filter)
             created.update(replacements[0])
-            self._add_created(loc, created)
+            self._add_created(loc, created, kind)
             return
         owned = self.mutable(loc)
         fresh = []
@@ -896,9 +895,10 @@ class _Patcher:
         _fix_primary(top, owned, fresh)
         self.store(loc, owned)
 
-    def _add_created(self, loc: _Loc, created: dict[str, Any]) -> None:
-        # Entra: add emails[type eq "work"].value when the user has no work email.
-        _quirk("patch_filtered_add_creates")
+    def _add_created(self, loc: _Loc, created: dict[str, Any], kind: str) -> None:
+        # Entra: add (or replace) emails[type eq "work"].value when the user has no work
+        # email. RFC 7644 3.5.2.3 says noTarget for the replace; Entra sends it anyway.
+        _quirk("patch_filtered_add_creates" if kind == "add" else "patch_filtered_replace_creates")
         normalized = self.norm_elements(loc.top, [created])
         current = self.mutable(loc)
         elements: list[Any] = current if isinstance(current, list) else []

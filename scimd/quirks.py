@@ -67,6 +67,10 @@ QUIRKS: dict[str, str] = {
         'add to a filtered path (`emails[type eq "work"].value`) with no matching element '
         "creates the element. Entra ID."
     ),
+    "patch_filtered_replace_creates": (
+        'replace of a filtered path (`emails[type eq "work"].value`) with no matching element '
+        "creates the element instead of 400 noTarget (RFC 7644 3.5.2.3). Entra ID."
+    ),
     "patch_members_remove_by_value": (
         "remove on `members` with a `value` list instead of a filter path: only the listed "
         "members are removed. Entra ID, Okta."
