@@ -14,6 +14,7 @@ attributes (the password hash) are removed before anything is returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import secrets
@@ -338,8 +339,18 @@ class Service:
     async def delete(
         self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
     ) -> None:
-        """DELETE (404 when absent: a second DELETE is 404)."""
+        """DELETE (404 when absent: a second DELETE is 404). With JIT enabled, a deleted
+        User leaves a tombstone so that a later SSO login cannot silently recreate it."""
+        before: dict[str, Any] | None = None
+        if self.settings.jit.enabled and rtype.name == "User":
+            read_ctx = dataclasses.replace(ctx, load_members=False, load_groups=False)
+            with contextlib.suppress(ScimError):
+                before = await self.backend.get(read_ctx, rtype, rid)
         await self.backend.delete(ctx, rtype, rid, if_match=if_match)
+        if before is not None:
+            from scimd.jit.service import record_tombstone
+
+            await record_tombstone(self.state, ctx.tenant, before)
         await self._emit("deleted", ctx, rtype, rid, ())
 
     # queries --------------------------------------------------------------------
