@@ -51,19 +51,26 @@ def split_attrs(value: str | Sequence[Any] | None) -> tuple[str, ...]:
     raise BadRequest("attributes must be a string or a list of strings")
 
 
+# startIndex/count beyond this are clamped: no store holds 2**62 resources, and the stores
+# bind them as signed 64-bit SQL integers (a larger Python int was a 500).
+_MAX_INT_PARAM = 2**62
+
+
 def _int_param(name: str, value: Any) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
         raise InvalidValue(f"{name} must be an integer")
     if isinstance(value, int):
-        return value
+        return max(-_MAX_INT_PARAM, min(value, _MAX_INT_PARAM))
     if isinstance(value, str):
         try:
-            return int(value.strip())
+            number = int(value.strip())
         except ValueError:
             pass
-    raise InvalidValue(f"{name} must be an integer, not {value!r}")
+        else:
+            return max(-_MAX_INT_PARAM, min(number, _MAX_INT_PARAM))
+    raise InvalidValue(f"{name} must be an integer, not {value!r:.60}")
 
 
 def _str_param(name: str, value: Any) -> str | None:
