@@ -329,6 +329,8 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 # cursor paging: page 1 vs a deep page (RFC 9865)
                 cursor_results = await cursor_pages(session, base, h, args)
                 results.extend(cursor_results)
+                # group membership at scale (issue 4): one member in and out of a big group
+                results.extend(await membership(session, base, h, ids, args))
                 cur, peak = rss_kib(pid)
                 results.append(
                     Result(
@@ -384,6 +386,99 @@ async def cursor_pages(
     return [r1, r2]
 
 
+GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+PATCH_URN = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+
+
+async def make_group(
+    session: aiohttp.ClientSession,
+    base: str,
+    h: dict[str, str],
+    name: str,
+    members: Sequence[str],
+    batch: int = 1000,
+) -> str:
+    """Create a group and add ``members`` by PATCH, ``batch`` per request."""
+    async with session.post(
+        base + "/Groups",
+        data=orjson.dumps({"schemas": [GROUP_URN], "displayName": name}),
+        headers=h,
+    ) as r:
+        body = await r.read()
+        if r.status != 201:
+            raise SystemExit(f"group create failed: {r.status} {body[:300]!r}")
+        gid: str = orjson.loads(body)["id"]
+    t0 = time.perf_counter()
+    for start in range(0, len(members), batch):
+        chunk = members[start : start + batch]
+        op = {"op": "add", "path": "members", "value": [{"value": m} for m in chunk]}
+        async with session.patch(
+            base + f"/Groups/{gid}?excludedAttributes=members",
+            data=orjson.dumps({"schemas": [PATCH_URN], "Operations": [op]}),
+            headers=h,
+        ) as r:
+            body = await r.read()
+            if r.status != 200:
+                raise SystemExit(f"member add failed: {r.status} {body[:300]!r}")
+    if len(members) >= 10 * batch:
+        took = time.perf_counter() - t0
+        print(
+            f"  group of {len(members)} members seeded in {took:.1f}s "
+            f"({len(members) / took:.0f} members/s)",
+            file=sys.stderr,
+        )
+    return gid
+
+
+async def membership(
+    session: aiohttp.ClientSession,
+    base: str,
+    h: dict[str, str],
+    ids: Sequence[str],
+    args: argparse.Namespace,
+) -> list[Result]:
+    """PATCH add/remove of one member on a 10-member group and on a group holding every
+    seeded user but a reserve of 1,000 (the members that are toggled in and out).
+
+    Each request adds or removes one reserve member (Okta's and Entra's shape: ``add``
+    with a value list, ``remove`` with ``members[value eq "id"]``); the response leaves
+    the members out (``excludedAttributes=members``) as the big group's would otherwise
+    carry every member."""
+    reserve = list(ids[-1000:])
+    big_members = list(ids[: max(0, len(ids) - len(reserve))])
+    small = await make_group(session, base, h, "bench-small", big_members[:10])
+    big = await make_group(session, base, h, "bench-big", big_members)
+    kw: dict[str, Any] = {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "max_requests": args.max_requests,
+        "headers": h,
+    }
+
+    def toggle(gid: str) -> RequestFactory:
+        def make(i: int) -> tuple[str, str, bytes | None]:
+            member = reserve[i % len(reserve)]
+            if (i // len(reserve)) % 2 == 0:
+                op: dict[str, Any] = {"op": "add", "path": "members", "value": [{"value": member}]}
+            else:
+                op = {"op": "remove", "path": f'members[value eq "{member}"]'}
+            body = {"schemas": [PATCH_URN], "Operations": [op]}
+            return "PATCH", f"/Groups/{gid}?excludedAttributes=members", orjson.dumps(body)
+
+        return make
+
+    out = []
+    for label, gid, size in (
+        ("PATCH add/remove 1 member, 10-member group", small, 10),
+        (f"PATCH add/remove 1 member, {len(big_members):,}-member group", big, len(big_members)),
+    ):
+        res = await load(session, label, base, toggle(gid), **kw)
+        res.note = f"group of {size} members"
+        out.append(res)
+        print(f"  {label}: {res.rps:.0f} req/s", file=sys.stderr)
+    return out
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
@@ -430,6 +525,12 @@ def report(results: list[Result], args: argparse.Namespace, argv: list[str]) -> 
     if len(cursors) == 2 and all(c.requests for c in cursors):
         ratio = cursors[1].pct(50) / cursors[0].pct(50)
         checks.append(f"- {cursors[1].name} p50 = {ratio:.2f}x page 1 (target <= 1.2x).")
+    patches = [r for r in results if r.name.startswith("PATCH add/remove")]
+    if len(patches) == 2 and all(p.requests for p in patches):
+        ratio = patches[1].pct(50) / patches[0].pct(50)
+        checks.append(
+            f"- {patches[1].name} p50 = {ratio:.2f}x the 10-member group (target: about 1x)."
+        )
     cmd = "python -m bench " + " ".join(shlex.quote(a) for a in argv)
     return "\n".join(
         [

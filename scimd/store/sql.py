@@ -48,6 +48,8 @@ __all__ = [
     "fold",
     "path_key",
     "sort_expr",
+    "sort_keys",
+    "sortable",
 ]
 
 TRUE = "1"
@@ -396,14 +398,37 @@ class FilterCompiler:
         )
 
     def _driver(self, node: Filter, outer: AttributeDef) -> tuple[AttributeDef, Value] | None:
-        """A sub-attribute ``eq`` every match must satisfy (a conjunct of ``node``)."""
+        """The most selective sub-attribute ``eq`` every match must satisfy (a conjunct of
+        ``node``): ``emails[type eq "work"].value eq "x"`` enters through ``value``, not
+        through ``type`` (which every work email shares)."""
+        found: list[tuple[AttributeDef, Value]] = []
+        self._drivers(node, outer, found)
+        if not found:
+            return None
+        return min(found, key=lambda item: _selectivity_rank(item[0]))
+
+    def _drivers(
+        self, node: Filter, outer: AttributeDef, out: list[tuple[AttributeDef, Value]]
+    ) -> None:
         if isinstance(node, And):
-            return self._driver(node.left, outer) or self._driver(node.right, outer)
-        if isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
+            self._drivers(node.left, outer, out)
+            self._drivers(node.right, outer, out)
+        elif isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
             defn = node.path.defn
             if defn is not None and defn is not outer and defn.parent is outer:
-                return defn, node.value
-        return None
+                out.append((defn, node.value))
+
+
+def _selectivity_rank(defn: AttributeDef) -> int:
+    """Lower is (probably) more selective: unique values, then free-form values, then
+    attributes with a few canonical values (``type``) and booleans (``primary``)."""
+    if defn.uniqueness != "none":
+        return 0
+    if defn.type == "boolean":
+        return 3
+    if defn.canonical_values or defn.name.lower() == "type":
+        return 2
+    return 1
 
 
 class _Elem:
@@ -582,6 +607,52 @@ def sort_expr(c: FilterCompiler, path: AttrPath) -> str:
         f"(SELECT a.{column} FROM attr_values a WHERE a.pk = r.pk AND a.path = {c._p(pid)}"
         f" AND a.elem = {elem} AND {present} ORDER BY a.rowid LIMIT 1)"
     )
+
+
+def sortable(relations: Relations, path: AttrPath) -> AttributeDef | None:
+    """The attribute whose sort values the ``sort_keys`` table holds, if ``path`` is one (a
+    leaf attribute stored in ``attr_values``): a sorted page can then walk its ordered
+    index instead of computing every row's sort key."""
+    defn = path.defn
+    if defn is None or _is_id(defn) or defn.is_complex or relations.owner(defn) is not None:
+        return None
+    return defn
+
+
+def sort_keys(rows: list[IndexRow]) -> dict[AttributeDef, int | float | str]:
+    """The sort value of every leaf attribute present in ``rows`` (``extract_values`` of one
+    resource), exactly as ``sort_expr`` computes it: the first present value of a singular
+    attribute; of a sub-attribute of a multi-valued complex attribute, the value in the
+    element with ``primary`` true, else in the first present element. Absent (null) sort
+    values have no entry."""
+    primary: dict[AttributeDef, int] = {}
+    first: dict[AttributeDef, int] = {}
+    for defn, elem, _, v_num, _ in rows:
+        if defn.is_complex:
+            if v_num == 1 and defn.multi_valued and defn not in first:
+                first[defn] = elem
+        elif (
+            defn.name.lower() == "primary"
+            and v_num == 1
+            and defn.parent is not None
+            and defn.parent.multi_valued
+            and defn.parent not in primary
+        ):
+            primary[defn.parent] = elem
+    out: dict[AttributeDef, int | float | str] = {}
+    for defn, elem, v_text, v_num, _ in rows:
+        if defn.is_complex or defn in out or not _present(v_text, v_num):
+            continue
+        parent = defn.parent
+        if parent is not None and parent.multi_valued:
+            picked = primary.get(parent, first.get(parent))
+            if picked is None or elem != picked:
+                continue
+        numeric = defn.type in ("boolean", "integer", "decimal")
+        value = v_num if numeric else v_text
+        if value is not None:
+            out[defn] = value
+    return out
 
 
 def iter_nodes(node: Filter) -> Iterator[Filter]:

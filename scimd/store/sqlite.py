@@ -62,13 +62,15 @@ from scimd.store.sql import (
     extract_values,
     path_key,
     sort_expr,
+    sort_keys,
+    sortable,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "etag_matches"]
 
 log = logging.getLogger("scimd.store")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _T = TypeVar("_T")
 
@@ -113,6 +115,29 @@ _DDL = (
     "CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 
+# Layout 2: the sort value of every leaf attribute of every resource, in an ordered index
+# (a sorted page walks it with a keyset instead of computing every row's sort key), and
+# the number of resources per tenant and type (exact totalResults of unfiltered lists
+# without counting rows).
+_DDL_2 = (
+    """CREATE TABLE sort_keys (
+        pk INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        rtype TEXT NOT NULL,
+        path INTEGER NOT NULL,
+        v NOT NULL,
+        rid TEXT NOT NULL
+    )""",
+    "CREATE INDEX sort_keys_order ON sort_keys (tenant, rtype, path, v, rid, pk)",
+    "CREATE INDEX sort_keys_pk ON sort_keys (pk, path)",
+    """CREATE TABLE resource_counts (
+        tenant TEXT NOT NULL,
+        rtype TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (tenant, rtype)
+    ) WITHOUT ROWID""",
+)
+
 # Fixed planner statistics (sqlite_stat1) describing a large multi-tenant store, so query
 # plans do not depend on what the data looked like when ANALYZE last ran (or on an empty
 # database): equality on a value is selective, a tenant is not.
@@ -124,6 +149,8 @@ _STATS = (
     ("attr_values", "attr_values_unique", "1000000 100000 50000 25000 1"),
     ("members", "members", "5000000 500000 100 1"),
     ("members", "members_member", "5000000 500000 5"),
+    ("sort_keys", "sort_keys_order", "10000000 1000000 500000 50000 2 1 1"),
+    ("sort_keys", "sort_keys_pk", "10000000 10 1"),
 )
 
 _SQL_GET = "SELECT pk, version, data FROM resources WHERE tenant = ? AND rtype = ? AND id = ?"
@@ -138,6 +165,11 @@ _SQL_GROUPS = (
 _INSERT_VALUE = (
     "INSERT INTO attr_values (pk, tenant, rtype, path, elem, v_text, v_num, uniq)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_SORT = "INSERT INTO sort_keys (pk, tenant, rtype, path, v, rid) VALUES (?, ?, ?, ?, ?, ?)"
+_COUNT_ADD = (
+    "INSERT INTO resource_counts (tenant, rtype, n) VALUES (?, ?, ?)"
+    " ON CONFLICT (tenant, rtype) DO UPDATE SET n = n + excluded.n"
 )
 
 
@@ -289,20 +321,29 @@ class SQLiteBackend:
                     f"{self.path} has storage layout {version}; this scimd knows up to "
                     f"{SCHEMA_VERSION} (upgrade scimd)"
                 )
+            migrated = False
             if version == 0:
                 for stmt in _DDL:
                     conn.execute(stmt)
+            if version < 2:
+                for stmt in _DDL_2:
+                    conn.execute(stmt)
+                conn.execute(
+                    "INSERT INTO resource_counts (tenant, rtype, n)"
+                    " SELECT tenant, rtype, count(*) FROM resources GROUP BY tenant, rtype"
+                )
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 conn.execute("ANALYZE sqlite_schema")  # creates sqlite_stat1
                 conn.execute("DELETE FROM sqlite_stat1")
                 conn.executemany(
                     "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", _STATS
                 )
+                migrated = version > 0  # sort_keys of the stored resources: reindex
             for key, pid in conn.execute("SELECT key, id FROM attr_paths"):
                 self._paths[key] = pid
             fp = _fingerprint(self.registry)
             row = conn.execute("SELECT value FROM store_meta WHERE key = 'fingerprint'").fetchone()
-            if row is None or row[0] != fp:
+            if migrated or row is None or row[0] != fp:
                 self._reindex(conn)
                 conn.execute(
                     "INSERT OR REPLACE INTO store_meta (key, value) VALUES ('fingerprint', ?)",
@@ -318,13 +359,14 @@ class SQLiteBackend:
     def _reindex(self, conn: sqlite3.Connection) -> None:
         """Rebuild ``attr_values`` after a schema change (caseExact, uniqueness...)."""
         conn.execute("DELETE FROM attr_values")
-        rows = conn.execute("SELECT pk, tenant, rtype, data FROM resources").fetchall()
-        for pk, tenant, rtype_name, data in rows:
+        conn.execute("DELETE FROM sort_keys")
+        rows = conn.execute("SELECT pk, tenant, rtype, id, data FROM resources").fetchall()
+        for pk, tenant, rtype_name, rid, data in rows:
             rtype = self.registry.resource_type(rtype_name)
             if rtype is None:
                 continue
             try:
-                self._write_values(conn, pk, tenant, rtype, orjson.loads(data), check=True)
+                self._write_values(conn, pk, rid, tenant, rtype, orjson.loads(data), check=True)
             except Uniqueness as exc:
                 raise ServiceUnavailable(
                     f"Cannot apply the schema to the stored {rtype.name} resources: {exc.detail}"
@@ -440,6 +482,7 @@ class SQLiteBackend:
         self,
         conn: sqlite3.Connection,
         pk: int,
+        rid: str,
         tenant: str,
         rtype: ResourceType,
         resource: dict[str, Any],
@@ -453,6 +496,11 @@ class SQLiteBackend:
         for defn, elem, v_text, v_num, original in rows:
             pid = self._path_for_write(conn, path_key(defn))
             uniq = 0
+            if defn.uniqueness != "none" and v_text is None and defn.type in _NUMERIC:
+                # A unique number also gets a canonical text form (42 == 42.0), which the
+                # partial UNIQUE index over v_text enforces; filters and sorts of numbers
+                # read v_num only.
+                v_text = _number_key(v_num)
             if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
                 seen.add((pid, v_text))
                 uniq = 1
@@ -473,6 +521,13 @@ class SQLiteBackend:
             # Another process won a race past the pre-check: still a 409, never a 500.
             name = uniques[0].defn.name if len(uniques) == 1 else "a unique attribute"
             raise Uniqueness(f"The value of {name} is already in use") from exc
+        conn.executemany(
+            _INSERT_SORT,
+            [
+                (pk, tenant, rtype.name, self._paths[path_key(defn)], value, rid)
+                for defn, value in sort_keys(rows).items()
+            ],
+        )
 
     def _resolve_members(
         self,
@@ -684,7 +739,8 @@ class SQLiteBackend:
                 orjson.dumps(data),
             ),
         ).fetchone()[0]
-        self._write_values(conn, pk, ctx.tenant, rtype, data, check=True)
+        self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
+        conn.execute(_COUNT_ADD, (ctx.tenant, rtype.name, 1))
         members = self._members_of(rel, resource)
         if members:
             resolved = self._resolve_members(conn, ctx.tenant, rtype, members)
@@ -757,7 +813,8 @@ class SQLiteBackend:
             ),
         )
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (pk,))
-        self._write_values(conn, pk, ctx.tenant, rtype, data, check=True)
+        conn.execute("DELETE FROM sort_keys WHERE pk = ?", (pk,))
+        self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
         return data
 
     async def replace(
@@ -875,7 +932,9 @@ class SQLiteBackend:
                 f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
             )
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (row[0],))
+        conn.execute("DELETE FROM sort_keys WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
+        conn.execute(_COUNT_ADD, (ctx.tenant, rtype.name, -1))
         conn.execute("DELETE FROM members WHERE tenant = ? AND group_id = ?", (ctx.tenant, rid))
         conn.execute("DELETE FROM members WHERE tenant = ? AND member_id = ?", (ctx.tenant, rid))
 
@@ -916,14 +975,39 @@ class SQLiteBackend:
         self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
     ) -> Page:
         where, sk, params = self.compile_where(conn, ctx.tenant, rtype, q.filter, q.sort)
-        total: int | None = None
-        if q.want_total or q.count <= 0:
-            total = conn.execute(
-                f"SELECT count(*) FROM resources r WHERE {where}", params
+        want_total = q.want_total or q.count <= 0
+        count_params = dict(params)
+
+        def total_of(first_page: int | None) -> int | None:
+            """Exact totalResults (same snapshot as the page). ``first_page``: the number
+            of rows of a first page that was not full, which is then the total."""
+            if not want_total:
+                return None
+            if first_page is not None:
+                return first_page
+            if q.filter is None:
+                # Unfiltered: the maintained per-type count, not a scan of the type's rows.
+                row = conn.execute(
+                    "SELECT n FROM resource_counts WHERE tenant = ? AND rtype = ?",
+                    (ctx.tenant, rtype.name),
+                ).fetchone()
+                return row[0] if row is not None else 0
+            n: int = conn.execute(
+                f"SELECT count(*) FROM resources r WHERE {where}", count_params
             ).fetchone()[0]
+            return n
+
         count = max(0, min(q.count, self.capabilities.max_results))
         if count == 0:
-            return Page([], total)
+            return Page([], total_of(None))
+        first_index_page = q.paging == "index" and q.start_index <= 1
+        if q.sort is not None:
+            defn = sortable(self.relations(rtype), q.sort.path)
+            if defn is not None:
+                pid = self._path_reader(conn)(path_key(defn))
+                if pid is not None:
+                    walk = _SortedWalk(conn, where, params, pid, q.sort.descending)
+                    return self._sorted_page(conn, ctx, rtype, q, walk, count, total_of)
         desc = q.sort is not None and q.sort.descending
         skx = sk if sk is not None else "NULL"
         inner = f"SELECT r.pk AS pk, r.id AS id, {skx} AS sk FROM resources r WHERE {where}"
@@ -935,7 +1019,8 @@ class SQLiteBackend:
                 f"SELECT pk, id, sk FROM ({inner}) ORDER BY {order} LIMIT :limit OFFSET :offset",
                 params,
             ).fetchall()
-            return Page(self._fetch(conn, ctx, rtype, rows), total)
+            seen = len(rows) if first_index_page and len(rows) < count else None
+            return Page(self._fetch(conn, ctx, rtype, rows), total_of(seen))
         ks = q.keyset
         reverse = ks is not None and ks.direction == "prev"
         cond = _keyset_cond(sk is not None, desc, ks, params) if ks is not None else "1"
@@ -946,6 +1031,7 @@ class SQLiteBackend:
             params,
         ).fetchall()
         more = len(rows) > count
+        total = total_of(len(rows) if ks is None and not more else None)
         rows = rows[:count]
         if reverse:
             rows.reverse()
@@ -965,6 +1051,49 @@ class SQLiteBackend:
             else:
                 next_ks = last if more else None
                 if ks is not None and self._exists_beyond(conn, inner, sk, desc, first, params):
+                    prev_ks = first
+        return Page(self._fetch(conn, ctx, rtype, rows), total, next_ks, prev_ks)
+
+    def _sorted_page(
+        self,
+        conn: sqlite3.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        q: Query,
+        walk: _SortedWalk,
+        count: int,
+        total_of: Callable[[int | None], int | None],
+    ) -> Page:
+        """A sorted page from the ``sort_keys`` index (see ``_SortedWalk``)."""
+        assert q.sort is not None
+        if q.paging == "index":
+            rows = walk.index_page(max(0, q.start_index - 1), count)
+            seen = len(rows) if q.start_index <= 1 and len(rows) < count else None
+            return Page(self._fetch(conn, ctx, rtype, rows), total_of(seen))
+        ks = q.keyset
+        reverse = ks is not None and ks.direction == "prev"
+        rows = walk.after(ks, count + 1, reverse=reverse)
+        more = len(rows) > count
+        total = total_of(len(rows) if ks is None and not more else None)
+        rows = rows[:count]
+        if reverse:
+            rows.reverse()
+        next_ks: Keyset | None = None
+        prev_ks: Keyset | None = None
+        if rows:
+            as_bool = _sort_type(q.sort) == "boolean"
+            first_sv, last_sv = rows[0][2], rows[-1][2]
+            if as_bool:
+                first_sv = None if first_sv is None else bool(first_sv)
+                last_sv = None if last_sv is None else bool(last_sv)
+            first = Keyset(first_sv, rows[0][1], "prev")
+            last = Keyset(last_sv, rows[-1][1], "next")
+            if reverse:
+                prev_ks = first if more else None
+                next_ks = last if walk.after(last, 1, reverse=False) else None
+            else:
+                next_ks = last if more else None
+                if ks is not None and walk.after(first, 1, reverse=True):
                     prev_ks = first
         return Page(self._fetch(conn, ctx, rtype, rows), total, next_ks, prev_ks)
 
@@ -1006,6 +1135,105 @@ class SQLiteBackend:
         return out
 
 
+class _SortedWalk:
+    """The total order of a sorted query (``scimd.query.sort``: sort value, nulls last in
+    both directions, ties by id in the sort's direction) as two index walks:
+
+    * group A, the resources with a sort value: ``sort_keys_order`` (tenant, rtype, path,
+      v, rid) in order, each row checked against the filter by rowid;
+    * group B, the resources without one (nulls): the resources by (tenant, rtype, id),
+      those with a ``sort_keys`` row for the path skipped.
+
+    A keyset page starts at the keyset's position within its group, so page 1,000 costs
+    what page 1 costs. Rows are (pk, id, sort value).
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        where: str,
+        params: dict[str, Any],
+        pid: int,
+        desc: bool,
+    ) -> None:
+        self.conn = conn
+        self.where = where
+        self.params = dict(params, s_path=pid)
+        self.desc = desc
+
+    def sql_a(self, cond: str, reverse: bool) -> str:
+        """Group A in (reversed) order: walks ``sort_keys_order`` (no sort step)."""
+        d = "DESC" if self.desc != reverse else "ASC"
+        return (
+            "SELECT s.pk, s.rid, s.v FROM sort_keys s JOIN resources r ON r.pk = s.pk"
+            " WHERE s.tenant = :tenant AND s.rtype = :rtype AND s.path = :s_path"
+            f" AND {cond} AND {self.where} ORDER BY s.v {d}, s.rid {d}"
+            " LIMIT :s_limit OFFSET :s_offset"
+        )
+
+    def sql_b(self, cond: str, reverse: bool) -> str:
+        """Group B (no sort value) in (reversed) id order."""
+        d = "DESC" if self.desc != reverse else "ASC"
+        return (
+            f"SELECT r.pk, r.id, NULL FROM resources r WHERE {self.where} AND {cond}"
+            " AND NOT EXISTS (SELECT 1 FROM sort_keys n WHERE n.pk = r.pk AND n.path = :s_path)"
+            f" ORDER BY r.id {d} LIMIT :s_limit OFFSET :s_offset"
+        )
+
+    def _a(
+        self, cond: str, reverse: bool, extra: dict[str, Any], limit: int, offset: int
+    ) -> list[Any]:
+        params = dict(self.params, **extra, s_limit=limit, s_offset=offset)
+        return self.conn.execute(self.sql_a(cond, reverse), params).fetchall()
+
+    def _b(
+        self, cond: str, reverse: bool, extra: dict[str, Any], limit: int, offset: int
+    ) -> list[Any]:
+        params = dict(self.params, **extra, s_limit=limit, s_offset=offset)
+        return self.conn.execute(self.sql_b(cond, reverse), params).fetchall()
+
+    def index_page(self, offset: int, limit: int) -> list[Any]:
+        rows = self._a("1", False, {}, limit, offset)
+        if len(rows) >= limit:
+            return rows
+        b_offset = 0
+        if not rows and offset > 0:
+            n_a = self.conn.execute(
+                "SELECT count(*) FROM sort_keys s JOIN resources r ON r.pk = s.pk"
+                " WHERE s.tenant = :tenant AND s.rtype = :rtype AND s.path = :s_path"
+                f" AND {self.where}",
+                self.params,
+            ).fetchone()[0]
+            b_offset = max(0, offset - n_a)
+        return rows + self._b("1", False, {}, limit - len(rows), b_offset)
+
+    def after(self, ks: Keyset | None, limit: int, *, reverse: bool) -> list[Any]:
+        """Up to ``limit`` rows strictly beyond ``ks`` (from the start when None) walking
+        forward, or strictly before it walking backward (``reverse``)."""
+        # Forward, ids (and values) run "beyond" in the sort's direction.
+        beyond = "<" if self.desc != reverse else ">"
+        groups: list[tuple[str, str, dict[str, Any]]]
+        if ks is None:
+            groups = [("a", "1", {}), ("b", "1", {})]
+        elif ks.sort_value is None:
+            cond_b = f"r.id {beyond} :ks_id"
+            groups = [("b", cond_b, {"ks_id": ks.id})]
+            if reverse:
+                groups.append(("a", "1", {}))
+        else:
+            cond_a = f"(s.v, s.rid) {beyond} (:ks_sv, :ks_id)"
+            groups = [("a", cond_a, {"ks_sv": ks.sort_value, "ks_id": ks.id})]
+            if not reverse:
+                groups.append(("b", "1", {}))
+        rows: list[Any] = []
+        for kind, cond, extra in groups:
+            if len(rows) >= limit:
+                break
+            fetch = self._a if kind == "a" else self._b
+            rows.extend(fetch(cond, reverse, extra, limit - len(rows), 0))
+        return rows
+
+
 def _sort_type(spec: SortSpec) -> str | None:
     return spec.path.defn.type if spec.path.defn is not None else None
 
@@ -1035,6 +1263,16 @@ def _keyset_cond(sorted_: bool, desc: bool, ks: Keyset, params: dict[str, Any]) 
     params["ks_sv"] = ks.sort_value
     core = f"(sk IS NOT NULL AND (sk {beyond} :ks_sv OR (sk = :ks_sv AND id {beyond} :ks_id)))"
     return f"({core} OR sk IS NULL)" if after else core
+
+
+_NUMERIC = ("integer", "decimal")
+
+
+def _number_key(value: int | float | None) -> str | None:
+    if value is None:
+        return None
+    as_float = float(value)
+    return str(int(as_float)) if as_float.is_integer() else repr(as_float)
 
 
 def _uniqueness(defn: AttributeDef, value: Any) -> Uniqueness:
