@@ -677,6 +677,79 @@ class _Converter:
         return _comparison(self.ctx, path, op, lit)
 
 
+_COMPARE_TYPES = frozenset({"EQ", "NE", "CO", "SW", "EW", "GT", "GE", "LT", "LE"})
+_LITERAL_TYPES = frozenset({"COMP_VALUE", "NUMBER", "TRUE", "FALSE", "NULL"})
+
+
+def _simple_attr_path(tokens: list[Token], i: int) -> tuple[Any, int] | None:
+    """``[SCHEMA_URI] ATTRNAME [SUBATTR]`` at ``tokens[i]`` as the library's AttrPath."""
+    uri = None
+    if i < len(tokens) and tokens[i].type == "SCHEMA_URI":
+        uri = tokens[i].value
+        i += 1
+    if i >= len(tokens) or tokens[i].type != "ATTRNAME":
+        return None
+    name = tokens[i].value
+    i += 1
+    sub = None
+    if i < len(tokens) and tokens[i].type == "SUBATTR":
+        sub = lib_ast.SubAttr(tokens[i].value)
+        i += 1
+    return lib_ast.AttrPath(name, sub, uri), i
+
+
+def _simple_attr_expr(tokens: list[Token], i: int) -> tuple[Any, int] | None:
+    """``attrPath op value`` or ``attrPath pr`` at ``tokens[i]`` as the library's AttrExpr."""
+    found = _simple_attr_path(tokens, i)
+    if found is None or found[1] >= len(tokens):
+        return None
+    path, i = found
+    op = tokens[i]
+    if op.type == "PR":
+        return lib_ast.AttrExpr(op.value, path, None), i + 1
+    if op.type not in _COMPARE_TYPES or i + 1 >= len(tokens):
+        return None
+    lit = tokens[i + 1]
+    if lit.type not in _LITERAL_TYPES:
+        return None
+    return lib_ast.AttrExpr(op.value, path, lib_ast.CompValue(lit.value)), i + 2
+
+
+def _fast_tree(tokens: list[Token]) -> Any | None:
+    """The library's tree for the two shapes identity providers send on almost every
+    request, built without running the LALR parser (which costs more than the rest of a
+    lookup): ``attrPath op value`` / ``attrPath pr`` and
+    ``attr[attrPath op value].sub op value``. Anything else returns None and goes through
+    the full parser. The tree is exactly what the grammar would build, so the conversion
+    and every check after it are shared (tests/test_query_fast_path.py holds them equal).
+    """
+    simple = _simple_attr_expr(tokens, 0)
+    if simple is not None:
+        expr, end = simple
+        return lib_ast.Filter(expr, False, None) if end == len(tokens) else None
+    # attr "[" attrPath op value "]" SUBATTR op value
+    if len(tokens) < 8 or tokens[0].type != "ATTRNAME" or tokens[1].type != "LBRACKET":
+        return None
+    inner = _simple_attr_expr(tokens, 2)
+    if inner is None:
+        return None
+    expr, i = inner
+    if i + 4 != len(tokens) or tokens[i].type != "RBRACKET" or tokens[i + 1].type != "SUBATTR":
+        return None
+    op, lit = tokens[i + 2], tokens[i + 3]
+    if op.type not in _COMPARE_TYPES or lit.type not in _LITERAL_TYPES:
+        return None
+    value_path = lib_ast.Filter(
+        lib_ast.Filter(expr, False, None),
+        False,
+        lib_ast.AttrPath(tokens[0].value, lib_ast.SubAttr(tokens[i + 1].value), None),
+    )
+    outer = lib_ast.AttrPath(value_path, None, None)
+    return lib_ast.Filter(
+        lib_ast.AttrExpr(op.value, outer, lib_ast.CompValue(lit.value)), False, None
+    )
+
+
 def _check_text(text: object, limit: int, err: type[BadRequest], what: str) -> str:
     if not isinstance(text, str):
         raise err(f"the {what} must be a string")
@@ -698,7 +771,9 @@ def parse_filter(text: str, rtype: ResourceType) -> Filter:
     text = _check_text(text, MAX_FILTER_LENGTH, InvalidFilter, "filter")
     try:
         tokens = _tokenize(text, InvalidFilter)
-        tree = _run_parser(tokens, InvalidFilter, "filter")
+        tree = _fast_tree(tokens)
+        if tree is None:
+            tree = _run_parser(tokens, InvalidFilter, "filter")
         if tree is None:  # pragma: no cover - empty input is rejected above
             raise InvalidFilter("the filter is empty")
         return _Converter(ctx).filter(tree, None)
