@@ -131,6 +131,8 @@ _KEYWORDS = {
     "false": "FALSE",
     "null": "NULL",
 }
+# One decoder for every string literal (json.loads with options builds a new one each call).
+_JSON_STRING = json.JSONDecoder(strict=False)
 _PUNCT = {"(": "LPAREN", ")": "RPAREN", "[": "LBRACKET", "]": "RBRACKET"}
 _DESCRIBE = {
     "LPAREN": "'('",
@@ -234,7 +236,7 @@ def _tokenize(text: str, err: type[BadRequest]) -> list[Token]:
                 raise err(f"invalid escape sequence in string starting at offset {pos}")
             raw = m.group()
             try:
-                decoded = json.loads(raw, strict=False)
+                decoded = _JSON_STRING.decode(raw)
                 decoded.encode("utf-8")
             except (ValueError, UnicodeEncodeError):
                 raise err(f"invalid string starting at offset {pos}") from None
