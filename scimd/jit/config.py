@@ -115,6 +115,21 @@ class JitIdp:
     attributes: Mapping[str, str] = field(default_factory=lambda: {"userName": "email"})
     ownership: Mapping[str, str] = field(default_factory=lambda: {"default": "scim"})
     groups: GroupsConfig = field(default_factory=GroupsConfig)
+    # SAML 2.0 (protocol = "saml2"): see scimd.jit.saml
+    idp_entity_id: str = ""
+    """The IdP's entityID: the Issuer of its assertions."""
+    sp_entity_id: str = ""
+    """Our (the application's) entityID: the required Audience."""
+    acs_urls: tuple[str, ...] = ()
+    """Accepted Recipient / Destination values (the application's ACS endpoints)."""
+    signing_certs: tuple[str, ...] = ()
+    """Pinned IdP signing certificates (PEM), from ``signing_certs`` or ``signing_certs_file``."""
+    subject_source: str = "nameid"
+    """``nameid`` (a persistent NameID) or the Name of a single-valued attribute."""
+    email_attribute: str = "email"
+    """The attribute whose value is the ``email`` claim."""
+    allow_idp_initiated: bool = False
+    max_response_bytes: int = 128 * 1024
 
     def owner(self, attribute: str) -> str:
         """Ownership of a SCIM attribute path (``default`` when not listed)."""
@@ -316,7 +331,30 @@ _IDP_KEYS = (
     "attributes",
     "ownership",
     "groups",
+    "idp_entity_id",
+    "sp_entity_id",
+    "acs_urls",
+    "signing_certs",
+    "signing_certs_file",
+    "subject_source",
+    "email_attribute",
+    "allow_idp_initiated",
+    "max_response_bytes",
 )
+_OIDC_ONLY = ("issuer", "audiences", "jwks_uri", "jwks", "jwks_file", "algorithms")
+_SAML_ONLY = (
+    "idp_entity_id",
+    "sp_entity_id",
+    "acs_urls",
+    "signing_certs",
+    "signing_certs_file",
+    "subject_source",
+    "email_attribute",
+    "allow_idp_initiated",
+    "max_response_bytes",
+)
+MAX_SAML_RESPONSE = 192 * 1024
+"""Upper bound of ``max_response_bytes`` (its base64 must fit the 256 KiB request cap)."""
 
 
 def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
@@ -328,8 +366,11 @@ def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
         e = _Entry(where, table, issues)
         ident = _id(e, seen)
         protocol = e.str_("protocol", "oidc", choices=("oidc", "saml2"))
-        if protocol == "saml2":
-            e.issue("protocol", "saml2 is not implemented yet; only oidc is")
+        saml = protocol == "saml2"
+        for key in _SAML_ONLY if not saml else _OIDC_ONLY:
+            if key in table:
+                other = "saml2" if not saml else "oidc"
+                e.issue(key, f'only for protocol = "{other}" (this IdP is {protocol})')
         mode = e.str_("mode", "verify", choices=("verify", "trusted_claims"))
         verify = mode == "verify"
         issuer = e.str_("issuer")
@@ -344,7 +385,7 @@ def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
                 )
         jwks_uri = e.str_("jwks_uri")
         jwks = _jwks(e, base_dir)
-        if verify:
+        if verify and not saml:
             if not issuer:
                 e.issue("issuer", "required in verify mode")
             if not audiences:
@@ -379,6 +420,7 @@ def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
             if owner not in OWNERSHIP:
                 e.issue(f"ownership.{attr}", f"expected one of {', '.join(OWNERSHIP)}")
         groups = _groups(e)
+        saml_keys = _saml(e, base_dir, required=verify and saml)
         idp = JitIdp(
             id=ident,
             protocol=protocol,
@@ -409,6 +451,7 @@ def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
             attributes=attributes,
             ownership=ownership,
             groups=groups,
+            **saml_keys,
         )
         if idp.link_by_email == "verified_domain_only" and not idp.allowed_email_domains:
             e.issue(
@@ -453,6 +496,87 @@ def _jwks(e: _Entry, base_dir: Path) -> Mapping[str, Any] | None:
         e.issue(key, str(exc))
         return None
     return dict(doc)
+
+
+def _saml(e: _Entry, base_dir: Path, *, required: bool) -> dict[str, Any]:
+    """The SAML 2.0 keys of one IdP (``required``: a saml2 IdP in verify mode)."""
+    out: dict[str, Any] = {
+        "idp_entity_id": e.str_("idp_entity_id"),
+        "sp_entity_id": e.str_("sp_entity_id"),
+        "acs_urls": e.strs("acs_urls"),
+        "subject_source": e.str_("subject_source", "nameid"),
+        "email_attribute": e.str_("email_attribute", "email"),
+        "allow_idp_initiated": e.bool_("allow_idp_initiated", False),
+    }
+    if out["subject_source"].lower() == "nameid":
+        out["subject_source"] = "nameid"
+    size = e.raw("max_response_bytes")
+    if size is None:
+        out["max_response_bytes"] = 128 * 1024
+    elif (
+        isinstance(size, bool) or not isinstance(size, int) or not 1024 <= size <= MAX_SAML_RESPONSE
+    ):
+        e.issue("max_response_bytes", f"expected an integer from 1024 to {MAX_SAML_RESPONSE}")
+        out["max_response_bytes"] = 128 * 1024
+    else:
+        out["max_response_bytes"] = size
+    out["signing_certs"] = _signing_certs(e, base_dir)
+    for url in out["acs_urls"]:
+        if urlsplit(url).scheme not in ("https", "http"):
+            e.issue("acs_urls", f"{url!r} is not an http(s) URL")
+    if required:
+        for key in ("idp_entity_id", "sp_entity_id", "acs_urls"):
+            if not out[key]:
+                e.issue(key, "required for a saml2 IdP in verify mode")
+        if (
+            not out["signing_certs"]
+            and "signing_certs" not in e.table
+            and ("signing_certs_file" not in e.table)
+        ):
+            e.issue(
+                "signing_certs",
+                "required: the IdP's signing certificates (PEM), or signing_certs_file",
+            )
+    return out
+
+
+def _signing_certs(e: _Entry, base_dir: Path) -> tuple[str, ...]:
+    inline = e.raw("signing_certs")
+    path = e.raw("signing_certs_file")
+    if inline is not None and path is not None:
+        e.issue("signing_certs", "give signing_certs or signing_certs_file, not both")
+        return ()
+    key = "signing_certs"
+    pems: list[str] = []
+    if path is not None:
+        key = "signing_certs_file"
+        if not isinstance(path, str) or not path:
+            e.issue(key, f"expected a path, got {_show(path)}")
+            return ()
+        file = Path(path).expanduser()
+        file = file if file.is_absolute() else base_dir / file
+        try:
+            pems = [file.read_text(encoding="ascii")]
+        except (OSError, UnicodeDecodeError) as exc:
+            e.issue(key, f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}")
+            return ()
+    elif isinstance(inline, str) and inline:
+        pems = [inline]
+    elif isinstance(inline, list) and inline and all(isinstance(p, str) and p for p in inline):
+        pems = list(inline)
+    elif inline is not None:
+        e.issue(key, f"expected PEM text or a list of PEM texts, got {_show(inline)}")
+        return ()
+    if not pems:
+        return ()
+    from scimd.jit.saml import load_signing_certs
+
+    try:
+        load_signing_certs("".join(p if p.endswith("\n") else p + "\n" for p in pems))
+    except ValueError as exc:
+        e.issue(key, str(exc))
+        return ()
+    return tuple(p if p.endswith("\n") else p + "\n" for p in pems)
 
 
 def _groups(e: _Entry) -> GroupsConfig:
