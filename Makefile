@@ -7,7 +7,14 @@ BIN     := $(VENV)/bin
 ROOT    := $(CURDIR)
 CONFIG  ?= scimd.toml
 STAMP   := $(VENV)/.installed
+# Plugins installed into .venv and tested by `make test`. scimd-ldap needs python-ldap,
+# which builds from source against libldap (Debian: libldap2-dev libsasl2-dev): it is
+# included where those headers are installed (CI installs them), so that `make run` and
+# `make test` still work on a machine that has only Python.
 PLUGINS := plugins/scimd-postgres
+ifneq ($(wildcard /usr/include/ldap.h),)
+PLUGINS += plugins/scimd-ldap
+endif
 
 .PHONY: run test test-core test-plugins lint bench install clean format
 

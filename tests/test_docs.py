@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -107,7 +108,14 @@ def test_default_config_is_valid_and_serves_the_documented_address() -> None:
 
 @pytest.mark.parametrize("path", sorted((ROOT / "conf").glob("*.toml")), ids=lambda p: p.name)
 def test_example_configs_are_valid(path: Path) -> None:
-    tomllib.loads(path.read_text())
+    data = tomllib.loads(path.read_text())
+    backend = data.get("storage", {}).get("backend", "embedded")
+    if backend not in PluginManager.create().backend_factories():
+        # scimd-ldap builds only where libldap's headers are installed (CI has them).
+        message = f"{path.name}: no installed plugin provides backend {backend!r}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     try:
         load_config(path, environ={})
     except ConfigError as exc:

@@ -1,0 +1,706 @@
+"""The ``ldap`` backend: SCIM resources as entries of an LDAP directory.
+
+Layout: ``<rdn>=<value>,<container>,<tenant base>`` where the tenant base is the configured
+``base_dn`` (single tenant) or ``ou=<tenant>,<base_dn>`` (``multi_tenant = true``, created
+on first write). The SCIM ``id`` is ``entryUUID``. See ``scimd_ldap.mapping`` for what goes
+where.
+
+Writes are read-modify-write with a compare-and-swap on ``scimdVersion`` inside the same
+LDAP modify (delete the old value, add the new one: the server applies a modify atomically
+and fails it with noSuchAttribute when the version moved). A lost race is retried from a
+fresh read, or answered 412 when the request carried If-Match. Only changed values are sent;
+``member`` values are added and deleted one by one, never rewritten whole. A change of the
+RDN value is a modrdn first (so a name clash changes nothing), and group ``member``
+references to a renamed or deleted entry are updated by the backend (no refint needed).
+
+Queries push a superset filter (``scimd_ldap.compiler``) with the paged results control,
+then every candidate is checked with the reference evaluator; sort and paging happen in
+memory over at most ``max_scan`` candidates (more is 400 tooMany).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import re
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import ldap  # type: ignore[import-untyped]
+import ldap.dn  # type: ignore[import-untyped]
+import orjson
+from ldap.controls import SimplePagedResultsControl  # type: ignore[import-untyped]
+from ldap.filter import escape_filter_chars  # type: ignore[import-untyped]
+
+from scimd import errors
+from scimd.backend import (
+    Backend,
+    BackendEnv,
+    Capabilities,
+    OpContext,
+    Page,
+    PatchOp,
+    Query,
+)
+from scimd.patch import apply_patch
+from scimd.query.ast import AttrPath
+from scimd.query.evaluate import matches
+from scimd.query.planner import filterable_key
+from scimd.query.sort import sort_key
+from scimd.store.sqlite import etag_matches
+from scimd_ldap.adapter import LdapPool
+from scimd_ldap.compiler import compile_filter
+from scimd_ldap.errors import to_scim
+from scimd_ldap.mapping import (
+    TypeMap,
+    default_group_map,
+    default_user_map,
+    fold,
+    get_path,
+    overlay,
+    to_ldap,
+)
+
+if TYPE_CHECKING:
+    from scimd.schema.model import ResourceType
+
+__all__ = ["LdapBackend"]
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_OPERATIONAL = ["*", "entryUUID", "createTimestamp", "modifyTimestamp"]
+_NOT_SHADOWED = frozenset({"id", "meta", "members", "groups"})
+_RETRIES = 25
+
+Entry = tuple[str, dict[str, list[str]]]
+
+
+class _Conflict(Exception):
+    """The entry changed between read and write (the version CAS failed)."""
+
+
+def _decode(attrs: Mapping[str, list[bytes]]) -> dict[str, list[str]]:
+    return {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in attrs.items()}
+
+
+def _first(attrs: Mapping[str, list[str]], name: str) -> str | None:
+    for k, v in attrs.items():
+        if k.lower() == name.lower() and v:
+            return v[0]
+    return None
+
+
+def _values(attrs: Mapping[str, list[str]], name: str) -> list[str]:
+    for k, v in attrs.items():
+        if k.lower() == name.lower():
+            return list(v)
+    return []
+
+
+def _timestamp(generalized: str | None) -> str:
+    """``20261128132000Z`` (GeneralizedTime) -> ``2026-11-28T13:20:00Z``."""
+    g = generalized or "19700101000000Z"
+    frac = ""
+    if "." in g:
+        g, _, rest = g.partition(".")
+        frac = "." + rest.rstrip("Z")
+        g += "Z"
+    return f"{g[0:4]}-{g[4:6]}-{g[6:8]}T{g[8:10]}:{g[10:12]}:{g[12:14]}{frac}Z"
+
+
+def _norm_dn(dn: str) -> str:
+    try:
+        return str(ldap.dn.dn2str(ldap.dn.str2dn(dn))).lower()
+    except ldap.DECODING_ERROR:
+        return dn.lower()
+
+
+def _shadow_values(resource: Mapping[str, Any]) -> list[str]:
+    return sorted(
+        f"{k}={orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()}"
+        for k, v in resource.items()
+        if k not in _NOT_SHADOWED
+    )
+
+
+def _parse_shadow(values: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for value in values:
+        key, _, raw = value.partition("=")
+        try:
+            out[key] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue
+    return out
+
+
+def _diff(attr: str, old: list[str], new: list[str]) -> list[tuple[int, str, list[bytes] | None]]:
+    """Value-level modifications turning ``old`` into ``new`` (nothing when equal)."""
+    if old == new or (set(old) == set(new) and len(old) == len(new)):
+        return []
+    if not new:
+        return [(ldap.MOD_DELETE, attr, None)]
+    removed = [v.encode() for v in old if v not in new]
+    added = [v.encode() for v in new if v not in old]
+    mods: list[tuple[int, str, list[bytes] | None]] = []
+    if removed:
+        mods.append((ldap.MOD_DELETE, attr, removed))
+    if added:
+        mods.append((ldap.MOD_ADD, attr, added))
+    return mods
+
+
+def _renamer(dn: str, rdn: str) -> Callable[[Any], None]:
+    def go(conn: Any) -> None:
+        conn.rename_s(dn, rdn, None, 1)
+
+    return go
+
+
+class LdapBackend(Backend):
+    """SCIM Users and Groups in an LDAP directory (python-ldap behind ``LdapPool``)."""
+
+    def __init__(self, env: BackendEnv) -> None:
+        o = env.options
+        self.registry = env.registry
+        self.base_dn = str(o.get("base_dn") or "")
+        if not self.base_dn:
+            raise errors.ServiceUnavailable("storage.ldap.base_dn is not set")
+        self.multi_tenant = bool(o.get("multi_tenant", False))
+        self.shadow = bool(o.get("shadow", True))
+        self.max_scan = int(o.get("max_scan", 10000))
+        self.page_size = int(o.get("page_size", 500))
+        self.timeout = float(o.get("timeout", 10.0))
+        self.empty_member = str(o.get("empty_member", ""))
+        self.maps: dict[str, TypeMap] = {
+            "User": default_user_map(
+                str(o.get("users_container", "ou=people")),
+                external_id=o.get("external_id_attribute") or None,
+                active=o.get("active_attribute") or None,
+            ),
+            "Group": default_group_map(str(o.get("groups_container", "ou=groups"))),
+        }
+        self.pool = LdapPool(
+            str(o.get("url") or ""),
+            str(o.get("bind_dn") or ""),
+            str(o.get("bind_password") or ""),
+            size=int(o.get("pool_size", 4)),
+            timeout=self.timeout,
+        )
+        filterable = {"id", "members.value"}
+        for tmap in self.maps.values():
+            filterable.update(a.scim.lower() for a in tmap.attrs)
+        self.capabilities = Capabilities(
+            filter_ops=frozenset({"eq", "ne", "co", "sw", "ew", "pr"}),
+            filterable=frozenset(filterable),
+            cursor=False,
+            etag=self.shadow,
+            transactions=False,
+            multi_tenant=self.multi_tenant,
+            max_results=int(o.get("max_results", 1000)),
+        )
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        try:
+            await self.pool.check()
+        except ldap.LDAPError as exc:
+            raise to_scim(exc) from exc
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    async def _run(self, fn: Any) -> Any:
+        try:
+            return await self.pool.run(fn)
+        except ldap.LDAPError as exc:
+            raise to_scim(exc) from exc
+
+    def _tenant_base(self, ctx: OpContext) -> str:
+        if not self.multi_tenant:
+            return self.base_dn
+        return f"ou={ldap.dn.escape_dn_chars(ctx.tenant)},{self.base_dn}"
+
+    def _map(self, rtype: ResourceType) -> TypeMap:
+        tmap = self.maps.get(rtype.name)
+        if tmap is None:
+            raise errors.NotImplementedFeature(f"the ldap backend does not map {rtype.name}")
+        return tmap
+
+    def _container(self, ctx: OpContext, tmap: TypeMap) -> str:
+        return f"{tmap.container},{self._tenant_base(ctx)}"
+
+    def _oc_filter(self, tmap: TypeMap) -> str:
+        return f"(objectClass={tmap.object_classes[-1]})"
+
+    def _search(self, base: str, flt: str, attrs: list[str], scope: int) -> Any:
+        limit, page_size, timeout = self.max_scan, self.page_size, self.timeout
+
+        def go(conn: Any) -> list[Entry]:
+            ctrl = SimplePagedResultsControl(True, size=page_size, cookie="")
+            out: list[Entry] = []
+            while True:
+                try:
+                    msgid = conn.search_ext(
+                        base, scope, flt, attrs, serverctrls=[ctrl], timeout=timeout
+                    )
+                    _, data, _, sctrls = conn.result3(msgid, timeout=timeout)
+                except ldap.NO_SUCH_OBJECT:
+                    return out
+                out.extend((dn, _decode(a)) for dn, a in data if dn)
+                if len(out) > limit:
+                    raise errors.TooMany(
+                        f"More than {limit} directory entries match; narrow the filter"
+                    )
+                cookie = next((c.cookie for c in sctrls if c.controlType == ctrl.controlType), b"")
+                if not cookie:
+                    return out
+                ctrl.cookie = cookie
+
+        return go
+
+    async def _find(self, ctx: OpContext, tmap: TypeMap, rid: str) -> Entry:
+        if not isinstance(rid, str) or not _UUID.match(rid):
+            raise errors.NotFound(f"Resource {rid!r} not found")
+        flt = f"(&{self._oc_filter(tmap)}(entryUUID={escape_filter_chars(rid)}))"
+        found = await self._run(
+            self._search(self._container(ctx, tmap), flt, _OPERATIONAL, ldap.SCOPE_ONELEVEL)
+        )
+        if not found:
+            raise errors.NotFound(f"Resource {rid!r} not found")
+        return found[0]  # type: ignore[no-any-return]
+
+    async def _dns_of(self, ctx: OpContext, ids: Sequence[str]) -> dict[str, str]:
+        """entryUUID -> DN for ``ids`` in the tenant (unknown ids are absent)."""
+        wanted = sorted({i for i in ids if isinstance(i, str) and _UUID.match(i)})
+        out: dict[str, str] = {}
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            flt = "(|" + "".join(f"(entryUUID={escape_filter_chars(i)})" for i in chunk) + ")"
+            for dn, attrs in await self._run(
+                self._search(self._tenant_base(ctx), flt, ["entryUUID"], ldap.SCOPE_SUBTREE)
+            ):
+                out[(_first(attrs, "entryUUID") or "").lower()] = dn
+        return {i: out[i.lower()] for i in ids if i.lower() in out}
+
+    async def _ids_of(self, dns: Sequence[str], cache: dict[str, tuple[str, str] | None]) -> None:
+        """Fill ``cache`` (normalised DN -> (entryUUID, "User"|"Group") or None)."""
+        todo = [dn for dn in dns if _norm_dn(dn) not in cache]
+        if not todo:
+            return
+        group_oc = self.maps["Group"].object_classes[-1].lower()
+
+        def go(conn: Any) -> dict[str, tuple[str, str] | None]:
+            found: dict[str, tuple[str, str] | None] = {}
+            for dn in todo:
+                try:
+                    res = conn.search_st(
+                        dn,
+                        ldap.SCOPE_BASE,
+                        "(objectClass=*)",
+                        ["entryUUID", "objectClass"],
+                        timeout=self.timeout,
+                    )
+                except (ldap.NO_SUCH_OBJECT, ldap.INVALID_DN_SYNTAX):
+                    found[_norm_dn(dn)] = None
+                    continue
+                attrs = _decode(res[0][1]) if res else {}
+                kind = (
+                    "Group"
+                    if group_oc in {c.lower() for c in _values(attrs, "objectClass")}
+                    else "User"
+                )
+                rid = _first(attrs, "entryUUID")
+                found[_norm_dn(dn)] = (rid, kind) if rid else None
+            return found
+
+        cache.update(await self._run(go))
+
+    async def _groups_by_member(self, ctx: OpContext) -> dict[str, list[dict[str, Any]]]:
+        """Normalised member DN -> the ``groups`` values of that member, for a tenant."""
+        gmap = self.maps["Group"]
+        out: dict[str, list[dict[str, Any]]] = {}
+        entries = await self._run(
+            self._search(
+                self._container(ctx, gmap),
+                self._oc_filter(gmap),
+                ["entryUUID", "member", "scimdAttr", gmap.rdn],
+                ldap.SCOPE_ONELEVEL,
+            )
+        )
+        for _dn, attrs in entries:
+            ref = {
+                "value": _first(attrs, "entryUUID"),
+                "display": self._group_name(attrs),
+                "type": "direct",
+            }
+            for member in _values(attrs, "member"):
+                out.setdefault(_norm_dn(member), []).append(ref)
+        return out
+
+    def _group_name(self, attrs: Mapping[str, list[str]]) -> str | None:
+        gmap = self.maps["Group"]
+        names = get_path(
+            overlay(gmap, _parse_shadow(_values(attrs, "scimdAttr")), attrs), "displayName"
+        )
+        return names[0] if names else None
+
+    async def _to_scim(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        entry: Entry,
+        *,
+        members: bool,
+        groups: dict[str, list[dict[str, Any]]] | None,
+        cache: dict[str, tuple[str, str] | None],
+    ) -> dict[str, Any]:
+        dn, attrs = entry
+        tmap = self._map(rtype)
+        resource = overlay(tmap, _parse_shadow(_values(attrs, "scimdAttr")), attrs)
+        resource.setdefault("schemas", [rtype.schema])
+        resource["id"] = _first(attrs, "entryUUID")
+        version = _first(attrs, "scimdVersion") or "0"
+        resource["meta"] = {
+            "resourceType": rtype.name,
+            "created": _timestamp(_first(attrs, "createTimestamp")),
+            "lastModified": _timestamp(_first(attrs, "modifyTimestamp")),
+            "version": f'W/"{version}"',
+        }
+        if rtype.name == "Group" and members:
+            dns = [d for d in _values(attrs, "member") if d != self.empty_member]
+            await self._ids_of(dns, cache)
+            refs = [cache.get(_norm_dn(d)) for d in dns]
+            out = [{"value": r[0], "type": r[1]} for r in refs if r]
+            if out:
+                resource["members"] = sorted(out, key=lambda m: m["value"])
+        if rtype.name == "User" and groups is not None:
+            mine = groups.get(_norm_dn(dn), [])
+            if mine:
+                resource["groups"] = sorted(
+                    (copy.copy(g) for g in mine), key=lambda g: str(g["value"])
+                )
+        return resource
+
+    async def _load(self, ctx: OpContext, rtype: ResourceType, entry: Entry) -> dict[str, Any]:
+        groups = None
+        if rtype.name == "User" and ctx.load_groups:
+            groups = await self._groups_of(ctx, entry[0])
+        return await self._to_scim(
+            ctx, rtype, entry, members=ctx.load_members, groups=groups, cache={}
+        )
+
+    async def _groups_of(self, ctx: OpContext, dn: str) -> dict[str, list[dict[str, Any]]]:
+        gmap = self.maps["Group"]
+        flt = f"(&{self._oc_filter(gmap)}(member={escape_filter_chars(dn)}))"
+        entries = await self._run(
+            self._search(
+                self._container(ctx, gmap),
+                flt,
+                ["entryUUID", "scimdAttr", gmap.rdn],
+                ldap.SCOPE_ONELEVEL,
+            )
+        )
+        refs = [
+            {"value": _first(a, "entryUUID"), "display": self._group_name(a), "type": "direct"}
+            for _, a in entries
+        ]
+        return {_norm_dn(dn): refs}
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def _uniqueness(self, rtype: ResourceType, tmap: TypeMap) -> errors.Uniqueness:
+        return errors.Uniqueness(f"{tmap.rdn_scim} is already in use")
+
+    def _rdn_unique(self, rtype: ResourceType, tmap: TypeMap) -> bool:
+        defn = rtype.lookup(None, tmap.rdn_scim)
+        return defn is None or defn.uniqueness != "none"
+
+    def _rdn(self, tmap: TypeMap, resource: Mapping[str, Any], key: str | None = None) -> str:
+        values = get_path(resource, tmap.rdn_scim)
+        if not values:
+            raise errors.InvalidValue(f"{tmap.rdn_scim} is required")
+        rdn = f"{tmap.rdn}={ldap.dn.escape_dn_chars(values[0])}"
+        return f"{rdn}+scimdKey={key}" if key else rdn
+
+    async def _member_dns(self, ctx: OpContext, resource: Mapping[str, Any]) -> list[str]:
+        ids = [str(m.get("value")) for m in resource.get("members") or [] if m.get("value")]
+        found = await self._dns_of(ctx, ids)
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise errors.InvalidValue(f"members refer to unknown resources: {missing[:5]}")
+        return list(dict.fromkeys(found[i] for i in ids))
+
+    async def _ensure_containers(self, ctx: OpContext) -> None:
+        dns = []
+        if self.multi_tenant:
+            dns.append(self._tenant_base(ctx))
+        dns += [self._container(ctx, t) for t in self.maps.values()]
+
+        def go(conn: Any) -> None:
+            for dn in dns:
+                rdn = ldap.dn.str2dn(dn)[0][0]
+                with contextlib.suppress(ldap.ALREADY_EXISTS):
+                    conn.add_s(
+                        dn,
+                        [
+                            ("objectClass", [b"top", b"organizationalUnit"]),
+                            (rdn[0], [rdn[1].encode()]),
+                        ],
+                    )
+
+        await self._run(go)
+
+    async def create(
+        self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
+    ) -> dict[str, Any]:
+        tmap = self._map(rtype)
+        body = {k: v for k, v in resource.items() if k not in _NOT_SHADOWED}
+        mapped = to_ldap(tmap, body)
+        attrs: dict[str, list[str]] = {"objectClass": list(tmap.object_classes), **mapped}
+        if self.shadow:
+            attrs["objectClass"].append("scimdResource")
+            attrs["scimdAttr"] = _shadow_values(body)
+            attrs["scimdVersion"] = ["1"]
+        if rtype.name == "Group":
+            attrs["member"] = await self._member_dns(ctx, resource) or [self.empty_member]
+        modlist = [(k, [v.encode() for v in vs]) for k, vs in attrs.items() if vs]
+        container = self._container(ctx, tmap)
+        keys: list[str | None] = [None]
+        if self.shadow and not self._rdn_unique(rtype, tmap):
+            keys.append(uuid.uuid4().hex)
+        for key in keys:
+            dn = f"{self._rdn(tmap, body, key)},{container}"
+            entry_mods = modlist + ([("scimdKey", [key.encode()])] if key else [])
+            try:
+                await self._add(ctx, dn, entry_mods)
+                break
+            except errors.Uniqueness:
+                if key == keys[-1]:
+                    raise self._uniqueness(rtype, tmap) from None
+        found = await self._run(self._search(dn, "(objectClass=*)", _OPERATIONAL, ldap.SCOPE_BASE))
+        return await self._load(ctx, rtype, found[0])
+
+    async def _add(self, ctx: OpContext, dn: str, modlist: list[Any]) -> None:
+        try:
+            await self.pool.run(lambda conn: conn.add_s(dn, modlist))
+            return
+        except ldap.NO_SUCH_OBJECT:
+            pass
+        except ldap.LDAPError as exc:
+            raise to_scim(exc) from exc
+        await self._ensure_containers(ctx)
+        await self._run(lambda conn: conn.add_s(dn, modlist))
+
+    async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
+        tmap = self._map(rtype)
+        return await self._load(ctx, rtype, await self._find(ctx, tmap, rid))
+
+    async def _write(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        if_match: str | None,
+        compute: Any,
+    ) -> dict[str, Any]:
+        tmap = self._map(rtype)
+        for _ in range(_RETRIES):
+            dn, attrs = await self._find(ctx, tmap, rid)
+            version = int(_first(attrs, "scimdVersion") or 0)
+            if if_match is not None and not etag_matches(if_match, version):
+                raise errors.PreconditionFailed("The resource has changed (If-Match)")
+            full = OpContext(ctx.tenant, ctx.principal, ctx.request_id)
+            old = await self._to_scim(full, rtype, (dn, attrs), members=True, groups=None, cache={})
+            new = compute(old)
+            try:
+                await self._apply(ctx, rtype, tmap, dn, attrs, old, new, version)
+            except _Conflict:
+                if if_match is not None:
+                    raise errors.PreconditionFailed("The resource has changed (If-Match)") from None
+                continue
+            return await self.get(ctx, rtype, rid)
+        raise errors.ServiceUnavailable("Too many concurrent changes to this resource")
+
+    async def _apply(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        tmap: TypeMap,
+        dn: str,
+        attrs: dict[str, list[str]],
+        old: dict[str, Any],
+        new: dict[str, Any],
+        version: int,
+    ) -> None:
+        body = {k: v for k, v in new.items() if k not in _NOT_SHADOWED}
+        new_ldap = to_ldap(tmap, body)
+        new_rdn = new_ldap.get(tmap.rdn, [])
+        renamed_from: str | None = None
+        if new_rdn and fold(new_rdn[:1]) != fold(get_path(old, tmap.rdn_scim)[:1]):
+            parent = dn.split(",", 1)[1] if "," in dn else ""
+            keys: list[str | None] = [None]
+            if self.shadow and not self._rdn_unique(rtype, tmap):
+                keys.append(uuid.uuid4().hex)
+            for key in keys:
+                rdn = self._rdn(tmap, body, key)
+                try:
+                    await self.pool.run(_renamer(dn, rdn))
+                except ldap.ALREADY_EXISTS:
+                    if key == keys[-1]:
+                        raise self._uniqueness(rtype, tmap) from None
+                    continue
+                except ldap.LDAPError as exc:
+                    raise to_scim(exc) from exc
+                renamed_from, dn = dn, f"{rdn},{parent}"
+                break
+        mods: list[tuple[int, str, list[bytes] | None]] = []
+        old_ldap = {
+            a: _values(attrs, a)
+            for a in set(new_ldap) | {m.ldap for m in tmap.attrs} | set(tmap.fillers)
+        }
+        for attr, old_values in sorted(old_ldap.items()):
+            if attr.lower() == tmap.rdn.lower():
+                continue
+            mods += _diff(attr, old_values, new_ldap.get(attr, []))
+        if rtype.name == "Group":
+            old_members = _values(attrs, "member")
+            wanted = await self._member_dns(ctx, new) or [self.empty_member]
+            old_norm = {_norm_dn(d): d for d in old_members}
+            new_norm = {_norm_dn(d): d for d in wanted}
+            gone = [d for n, d in old_norm.items() if n not in new_norm]
+            added = [d for n, d in new_norm.items() if n not in old_norm]
+            if added:
+                mods.append((ldap.MOD_ADD, "member", [d.encode() for d in added]))
+            if gone:
+                mods.append((ldap.MOD_DELETE, "member", [d.encode() for d in gone]))
+        if self.shadow:
+            mods += _diff("scimdAttr", sorted(_values(attrs, "scimdAttr")), _shadow_values(body))
+            if version:
+                mods.append((ldap.MOD_DELETE, "scimdVersion", [str(version).encode()]))
+            else:
+                mods.append((ldap.MOD_ADD, "objectClass", [b"scimdResource"]))
+            mods.append((ldap.MOD_ADD, "scimdVersion", [str(version + 1).encode()]))
+        try:
+            if mods:
+                await self.pool.run(lambda c: c.modify_s(dn, mods))
+        except (ldap.NO_SUCH_ATTRIBUTE, ldap.TYPE_OR_VALUE_EXISTS) as exc:
+            await self._undo_rename(renamed_from, dn)
+            raise _Conflict from exc
+        except ldap.LDAPError as exc:
+            await self._undo_rename(renamed_from, dn)
+            raise to_scim(exc) from exc
+        if renamed_from:
+            await self._repoint_members(ctx, renamed_from, dn)
+
+    async def _undo_rename(self, old_dn: str | None, dn: str) -> None:
+        if old_dn:
+            rdn = old_dn.split(",", 1)[0]
+            await self._run(lambda c: c.rename_s(dn, rdn, None, 1))
+
+    async def _repoint_members(self, ctx: OpContext, old_dn: str, new_dn: str | None) -> None:
+        """Replace (or, with ``new_dn`` None, remove) ``member: old_dn`` in the tenant's groups."""
+        gmap = self.maps["Group"]
+        flt = f"(&{self._oc_filter(gmap)}(member={escape_filter_chars(old_dn)}))"
+        entries = await self._run(
+            self._search(self._container(ctx, gmap), flt, ["1.1"], ldap.SCOPE_ONELEVEL)
+        )
+        empty = self.empty_member.encode()
+
+        def go(conn: Any) -> None:
+            for gdn, _ in entries:
+                mods: list[Any] = [(ldap.MOD_DELETE, "member", [old_dn.encode()])]
+                if new_dn:
+                    mods.append((ldap.MOD_ADD, "member", [new_dn.encode()]))
+                try:
+                    conn.modify_s(gdn, mods)
+                except ldap.OBJECT_CLASS_VIOLATION:
+                    conn.modify_s(gdn, [(ldap.MOD_ADD, "member", [empty]), *mods])
+                except (ldap.NO_SUCH_ATTRIBUTE, ldap.NO_SUCH_OBJECT):
+                    continue
+
+        await self._run(go)
+
+    async def replace(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        def compute(old: dict[str, Any]) -> dict[str, Any]:
+            return copy.deepcopy(resource)
+
+        return await self._write(ctx, rtype, rid, if_match, compute)
+
+    async def patch(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        def compute(old: dict[str, Any]) -> dict[str, Any]:
+            return copy.deepcopy(apply_patch(rtype, old, ops).resource)
+
+        return await self._write(ctx, rtype, rid, if_match, compute)
+
+    async def delete(
+        self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
+    ) -> None:
+        tmap = self._map(rtype)
+        dn, attrs = await self._find(ctx, tmap, rid)
+        version = int(_first(attrs, "scimdVersion") or 0)
+        if if_match is not None and not etag_matches(if_match, version):
+            raise errors.PreconditionFailed("The resource has changed (If-Match)")
+        await self._run(lambda c: c.delete_s(dn))
+        await self._repoint_members(ctx, dn, None)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def _resolver(self, tmap: TypeMap) -> Any:
+        def resolve(path: AttrPath) -> str | None:
+            key = filterable_key(path)
+            if key == "id":
+                return "entryUUID"
+            for a in tmap.attrs:
+                if a.scim.lower() == key:
+                    return a.ldap
+            return None
+
+        return resolve
+
+    async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
+        tmap = self._map(rtype)
+        flt = self._oc_filter(tmap)
+        if q.filter is not None:
+            pushed = compile_filter(q.filter, self._resolver(tmap))
+            if pushed:
+                flt = f"(&{flt}{pushed})"
+        entries = await self._run(
+            self._search(self._container(ctx, tmap), flt, _OPERATIONAL, ldap.SCOPE_ONELEVEL)
+        )
+        groups = await self._groups_by_member(ctx) if rtype.name == "User" else None
+        cache: dict[str, tuple[str, str] | None] = {}
+        resources = [
+            await self._to_scim(ctx, rtype, e, members=True, groups=groups, cache=cache)
+            for e in entries
+        ]
+        if q.filter is not None:
+            resources = [r for r in resources if matches(q.filter, r)]
+        resources.sort(key=lambda r: sort_key(r, q.sort))
+        if not ctx.load_members:
+            for r in resources:
+                r.pop("members", None)
+        if not ctx.load_groups:
+            for r in resources:
+                r.pop("groups", None)
+        start = max(q.start_index, 1) - 1
+        return Page(resources[start : start + max(q.count, 0)], len(resources))

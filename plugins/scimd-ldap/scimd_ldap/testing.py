@@ -1,0 +1,252 @@
+"""A throwaway OpenLDAP server (slapd) for tests.
+
+``SlapdServer`` writes a cn=config LDIF into a temporary directory (back_mdb, suffix
+``dc=example,dc=org``, a root DN with a password, the core/cosine/inetorgperson/nis schemas
+from ``/etc/ldap/schema`` plus scimd's own auxiliary schema), loads it with
+``slapadd -n0``, starts ``slapd -d 0 -h ldap://127.0.0.1:<free port>/ -F <confdir>`` in the
+foreground as a child process, waits until it answers a bind, loads the base entries
+(``ou=people``, ``ou=groups``) and removes everything on ``stop()``.
+
+``slapd_server`` is a session-scoped pytest fixture built on it: import it into a
+``conftest.py`` (``from scimd_ldap.testing import slapd_server``). When slapd is missing it
+fails when ``CI=true`` (a missing service in CI is a failure) and otherwise skips with a
+reason naming what is missing (listed by ``pytest -ra``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["BASE_DN", "ROOT_DN", "ROOT_PASSWORD", "SlapdServer", "SlapdUnavailable", "slapd_server"]
+
+BASE_DN = "dc=example,dc=org"
+ROOT_DN = "cn=admin,dc=example,dc=org"
+ROOT_PASSWORD = "scimd-test-secret"  # noqa: S105 - a throwaway test server
+SCHEMA_DIR = Path("/etc/ldap/schema")
+SCIMD_SCHEMA = Path(__file__).parent / "schema" / "scimd.ldif"
+MODULE_DIRS = ("/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap")
+
+
+class SlapdUnavailable(RuntimeError):
+    """slapd (or its tools and schemas) is not installed, or the server cannot start."""
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/sbin")
+    if not found:
+        raise SlapdUnavailable(f"{name} not found (Debian: apt-get install slapd ldap-utils)")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _config_ldif(db_dir: Path) -> str:
+    module_dir = next((d for d in MODULE_DIRS if Path(d, "back_mdb.la").exists()), None)
+    parts = [
+        "dn: cn=config\nobjectClass: olcGlobal\ncn: config\n",
+    ]
+    if module_dir:
+        parts.append(
+            "dn: cn=module{0},cn=config\nobjectClass: olcModuleList\ncn: module{0}\n"
+            f"olcModulePath: {module_dir}\nolcModuleLoad: back_mdb\n"
+        )
+    parts.append("dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n")
+    for name in ("core", "cosine", "inetorgperson", "nis"):
+        path = SCHEMA_DIR / f"{name}.ldif"
+        if not path.is_file():
+            raise SlapdUnavailable(f"schema {path} not found (Debian: apt-get install slapd)")
+        parts.append(path.read_text())
+    parts.append(SCIMD_SCHEMA.read_text())
+    parts.append(
+        "dn: olcDatabase={-1}frontend,cn=config\nobjectClass: olcDatabaseConfig\n"
+        "objectClass: olcFrontendConfig\nolcDatabase: {-1}frontend\nolcSizeLimit: unlimited\n"
+    )
+    parts.append(
+        "dn: olcDatabase={0}config,cn=config\nobjectClass: olcDatabaseConfig\n"
+        "olcDatabase: {0}config\nolcAccess: {0}to * by * none\n"
+    )
+    parts.append(
+        "dn: olcDatabase={1}mdb,cn=config\nobjectClass: olcDatabaseConfig\n"
+        "objectClass: olcMdbConfig\nolcDatabase: {1}mdb\n"
+        f"olcDbDirectory: {db_dir}\nolcSuffix: {BASE_DN}\nolcRootDN: {ROOT_DN}\n"
+        f"olcRootPW: {ROOT_PASSWORD}\nolcDbMaxSize: 268435456\nolcDbNoSync: TRUE\n"
+        "olcSizeLimit: unlimited\nolcDbIndex: objectClass eq\nolcDbIndex: entryUUID eq\n"
+        "olcDbIndex: uid,cn,mail eq,sub\nolcDbIndex: member eq\n"
+        "olcAccess: {0}to * by * read\n"
+    )
+    return "\n".join(p.rstrip("\n") + "\n" for p in parts)
+
+
+BASE_ENTRIES = f"""dn: {BASE_DN}
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: scimd tests
+
+dn: ou=people,{BASE_DN}
+objectClass: organizationalUnit
+ou: people
+
+dn: ou=groups,{BASE_DN}
+objectClass: organizationalUnit
+ou: groups
+"""
+
+
+class SlapdServer:
+    """One throwaway slapd: ``start()``, ``fresh_base()`` per test, ``stop()``."""
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self._counter = itertools.count(1)
+
+    @property
+    def url(self) -> str:
+        return f"ldap://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        slapd, slapadd = _tool("slapd"), _tool("slapadd")
+        root = Path(tempfile.mkdtemp(prefix="scimd-slapd-"))
+        self.root = root
+        try:
+            conf, db = root / "slapd.d", root / "db"
+            conf.mkdir()
+            db.mkdir()
+            (root / "config.ldif").write_text(_config_ldif(db))
+            proc = subprocess.run(  # noqa: S603
+                [slapadd, "-n0", "-F", str(conf), "-l", str(root / "config.ldif")],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if proc.returncode != 0:
+                raise SlapdUnavailable(f"slapadd -n0 failed: {proc.stderr.strip()}")
+            self.port = _free_port()
+            log = (root / "slapd.log").open("wb")
+            # -d 0: stay in the foreground (a child we can stop) without debug output.
+            self.process = subprocess.Popen(  # noqa: S603
+                [slapd, "-d", "0", "-h", f"{self.url}/", "-F", str(conf)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            log.close()
+            self._wait_ready(timeout)
+            self.add_ldif(BASE_ENTRIES)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout: float) -> None:
+        import ldap  # type: ignore[import-untyped]
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise SlapdUnavailable(f"slapd exited ({self.process.returncode}): {self.log()}")
+            conn = ldap.initialize(self.url)
+            conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 1.0)
+            try:
+                conn.simple_bind_s(ROOT_DN, ROOT_PASSWORD)
+                conn.unbind_s()
+                return
+            except ldap.LDAPError as exc:
+                last = exc
+                # Polling a starting server: a short back-off between connection attempts.
+                time.sleep(0.05)
+        raise SlapdUnavailable(f"slapd did not answer within {timeout}s: {last}; {self.log()}")
+
+    def log(self) -> str:
+        if self.root is None or not (self.root / "slapd.log").exists():
+            return ""
+        return (self.root / "slapd.log").read_text(errors="replace")[-2000:]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+            self.process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def add_ldif(self, text: str) -> None:
+        """Add entries with ldapadd-like semantics (as the root DN)."""
+        import ldap
+        import ldap.modlist  # type: ignore[import-untyped]
+
+        conn = ldap.initialize(self.url)
+        conn.simple_bind_s(ROOT_DN, ROOT_PASSWORD)
+        try:
+            for block in text.strip().split("\n\n"):
+                dn = ""
+                attrs: dict[str, list[bytes]] = {}
+                for line in block.splitlines():
+                    key, _, value = line.partition(": ")
+                    if key == "dn":
+                        dn = value
+                    else:
+                        attrs.setdefault(key, []).append(value.encode())
+                conn.add_s(dn, ldap.modlist.addModlist(attrs))
+        finally:
+            conn.unbind_s()
+
+    def fresh_base(self, prefix: str = "test") -> str:
+        """A new, empty organizational unit under the suffix; returns its DN."""
+        name = f"{prefix}-{os.getpid()}-{next(self._counter)}"
+        dn = f"ou={name},{BASE_DN}"
+        self.add_ldif(f"dn: {dn}\nobjectClass: organizationalUnit\nou: {name}\n")
+        return dn
+
+
+def _server_or_report() -> Iterator[SlapdServer]:
+    import pytest
+
+    try:
+        server = SlapdServer()
+        server.start()
+    except (SlapdUnavailable, ImportError) as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"slapd is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"slapd not available: {exc}")
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(OSError):
+            server.stop()
+
+
+def _make_fixture() -> object:
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def slapd_server() -> Iterator[SlapdServer]:
+        """A throwaway slapd for the whole test session."""
+        yield from _server_or_report()
+
+    return slapd_server
+
+
+slapd_server = _make_fixture()
