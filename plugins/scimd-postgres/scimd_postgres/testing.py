@@ -74,6 +74,7 @@ class PostgresCluster:
         self.port = 0
         self._as_postgres = os.geteuid() == 0
         self._counter = itertools.count(1)
+        self._options = ""
 
     # -- lifecycle
 
@@ -109,7 +110,7 @@ class PostgresCluster:
                 "--locale=C",
                 "--no-sync",
             )
-            options = " ".join(
+            self._options = " ".join(
                 [
                     f"-c port={self.port}",
                     "-c listen_addresses=127.0.0.1",
@@ -120,20 +121,31 @@ class PostgresCluster:
                     "-c max_connections=200",
                 ]
             )
-            self._run_server_tool(
-                "pg_ctl",
-                "-D",
-                str(data),
-                "-l",
-                str(root / "server.log"),
-                "-o",
-                options,
-                "-w",
-                "start",
-            )
+            self.resume()
         except BaseException:
             self._remove()
             raise
+
+    def pause(self) -> None:
+        """Stop the server (``pg_ctl stop -m fast``: sessions are ended), keeping its data;
+        ``resume()`` starts it again on the same port (outage tests)."""
+        assert self.root is not None
+        self._run_server_tool("pg_ctl", "-D", str(self.root / "data"), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the (initialised) server and wait until it accepts connections."""
+        assert self.root is not None
+        self._run_server_tool(
+            "pg_ctl",
+            "-D",
+            str(self.root / "data"),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            self._options,
+            "-w",
+            "start",
+        )
 
     def stop(self) -> None:
         if self.root is None:
@@ -184,10 +196,10 @@ class PostgresCluster:
             raise ClusterUnavailable(f"psql failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def create_database(self, prefix: str = "scimd_test") -> str:
-        """A new empty database; returns its DSN."""
+    def create_database(self, prefix: str = "scimd_test", *, template: str = "template0") -> str:
+        """A new database, a copy of ``template`` (empty by default); returns its DSN."""
         name = f"{prefix}_{os.getpid()}_{next(self._counter)}"
-        self.psql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.dsn(name)
 
 

@@ -1,0 +1,5 @@
+"""Core ``tests/test_http_bulk_me.py`` against the ``postgres`` backend and state store."""
+
+from tests._core import reuse
+
+TESTS = reuse("test_http_bulk_me", globals())

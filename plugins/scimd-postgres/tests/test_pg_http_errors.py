@@ -1,0 +1,5 @@
+"""Core ``tests/test_http_errors.py`` against the ``postgres`` backend and state store."""
+
+from tests._core import reuse
+
+TESTS = reuse("test_http_errors", globals())
