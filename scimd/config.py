@@ -324,6 +324,14 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "Most candidates filtered in memory when a backend cannot evaluate part of a filter.",
         minimum=0,
     ),
+    _spec(
+        "scim",
+        "unique_email",
+        "bool",
+        True,
+        "The normalised primary email of a User is unique per tenant, whether SCIM or a JIT "
+        "login created the user; a write that would duplicate it is 409 uniqueness.",
+    ),
     # [bulk]
     _spec("bulk", "enabled", "bool", True, "Serve POST /Bulk (RFC 7644 3.7)."),
     _spec(

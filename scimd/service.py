@@ -47,6 +47,7 @@ from scimd.schema.project import wants
 from scimd.schema.validate import merge_for_replace, normalize_resource
 from scimd.settings import Settings
 from scimd.state.base import StateStore
+from scimd.unique_email import EmailGuard
 
 __all__ = ["ListParams", "ListResult", "Service"]
 
@@ -118,6 +119,8 @@ class Service:
         self._cursor_lock = asyncio.Lock()
         self._filters: dict[tuple[str, str], Filter] = {}
         self._default_loads: dict[str, tuple[bool, bool]] = {}
+        self._emails = EmailGuard(self)
+        """scim.unique_email: the normalised primary email is unique per tenant."""
 
     # helpers ------------------------------------------------------------------
 
@@ -234,7 +237,8 @@ class Service:
         resource = self._normalize(rtype, self._body(body))
         if self._password_attr(rtype) is not None and _PASSWORD in resource:
             resource[_PASSWORD] = await self._hash(resource[_PASSWORD])
-        created = await self.backend.create(self._for_type(ctx, rtype), rtype, resource)
+        async with self._emails.guard(ctx, rtype, resource, None):
+            created = await self.backend.create(self._for_type(ctx, rtype), rtype, resource)
         await self._emit("created", ctx, rtype, _rid(created), _attr_names(resource))
         return self.scrub(rtype, created)
 
@@ -265,23 +269,26 @@ class Service:
             new[_PASSWORD] = await self._hash(new[_PASSWORD])
         read_ctx = dataclasses.replace(ctx, load_members=False, load_groups=False)
         write_ctx = self._for_type(ctx, rtype)
-        attempt = 0
-        while True:
-            attempt += 1
-            existing = await self.backend.get(read_ctx, rtype, rid)
-            # merge_for_replace keeps readOnly/immutable values and an omitted password.
-            merged = merge_for_replace(rtype, existing, new, unknown=self._unknown)
-            version = if_match
-            if version is None:
-                meta = existing.get("meta")
-                version = meta.get("version") if isinstance(meta, dict) else None
-            try:
-                result = await self.backend.replace(write_ctx, rtype, rid, merged, if_match=version)
-            except PreconditionFailed:
-                if if_match is not None or attempt >= _REPLACE_RETRIES:
-                    raise
-                continue
-            break
+        async with self._emails.guard(ctx, rtype, new, rid):
+            attempt = 0
+            while True:
+                attempt += 1
+                existing = await self.backend.get(read_ctx, rtype, rid)
+                # merge_for_replace keeps readOnly/immutable values and an omitted password.
+                merged = merge_for_replace(rtype, existing, new, unknown=self._unknown)
+                version = if_match
+                if version is None:
+                    meta = existing.get("meta")
+                    version = meta.get("version") if isinstance(meta, dict) else None
+                try:
+                    result = await self.backend.replace(
+                        write_ctx, rtype, rid, merged, if_match=version
+                    )
+                except PreconditionFailed:
+                    if if_match is not None or attempt >= _REPLACE_RETRIES:
+                        raise
+                    continue
+                break
         changed = _diff_names(existing, result)
         if "members" in new:
             changed.add("members")
@@ -303,9 +310,19 @@ class Service:
         ops = parse_patch_request(rtype, self._body(body))
         if self._password_attr(rtype) is not None:
             ops = [await self._hash_op(rtype, op) for op in ops]
-        result = await self.backend.patch(
-            self._for_type(ctx, rtype), rtype, rid, ops, if_match=if_match
-        )
+        write_ctx = self._for_type(ctx, rtype)
+        if self._emails.patch_touches(rtype, ops):
+            # The resulting primary email is checked on the version it is predicted from.
+            result = await self._emails.patch(
+                ctx,
+                rtype,
+                rid,
+                ops,
+                if_match,
+                lambda version: self.backend.patch(write_ctx, rtype, rid, ops, if_match=version),
+            )
+        else:
+            result = await self.backend.patch(write_ctx, rtype, rid, ops, if_match=if_match)
         await self._emit("patched", ctx, rtype, rid, _patch_names(rtype, ops))
         return self.scrub(rtype, result)
 

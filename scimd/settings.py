@@ -87,6 +87,8 @@ class ScimSettings:
     residual_limit: int = 10_000
     """Most candidates the planner filters in memory when a backend cannot evaluate part
     of a filter."""
+    unique_email: bool = True
+    """The normalised primary email of a User is unique per tenant (SCIM and JIT)."""
 
 
 @dataclass(frozen=True, slots=True)

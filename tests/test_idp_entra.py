@@ -154,6 +154,7 @@ async def test_entra_create_user_with_enterprise_extension(scim: Scim) -> None:
 
     body = fixture("entra-create-user.json")
     body["userName"] = "misspelled-urn@example.com"
+    body["emails"][0]["value"] = "misspelled-urn@example.com"  # emails are unique per tenant
     body["schemas"] = [USER, "urn:ietf:params:scim:schemas:extension:enterprise:2.0User"]
     with counts_quirk("unknown_schema_urn"):
         status, doc = await scim.call("POST", "/Users", json=body)

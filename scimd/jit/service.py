@@ -36,11 +36,13 @@ from scimd.jit.config import JitCaller, JitIdp
 from scimd.jit.email import EmailError, NormalizedEmail, domain_allowed, normalize_email
 from scimd.jit.errors import PROBLEM_JSON, JitError
 from scimd.jit.oidc import JwksCache, token_hash, verify_id_token
+from scimd.jit.saml import verify_saml_response
 from scimd.patch import PATCH_OP_URN
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.service import ListParams, Service
 from scimd.settings import Settings
 from scimd.state.base import IdempotencyRecord, JitStateStore, StateStore
+from scimd.unique_email import email_forms
 
 __all__ = ["JitResponse", "JitService", "record_tombstone", "tombstone_keys"]
 
@@ -134,7 +136,11 @@ class JitService:
         self.state = state
         self.registry = registry
         self.idps = {i.id: i for i in self.cfg.idp}
-        self.keys = {i.id: JwksCache(i, self._session) for i in self.cfg.idp if i.mode == "verify"}
+        self.keys = {
+            i.id: JwksCache(i, self._session)
+            for i in self.cfg.idp
+            if i.mode == "verify" and i.protocol == "oidc"
+        }
         self._http: aiohttp.ClientSession | None = None
         self._logins = _KeyedLocks()
         self._idempotency = _KeyedLocks()
@@ -292,6 +298,8 @@ class JitService:
             return idp, dict(claims)
         if protocol != idp.protocol:
             raise JitError(400, "bad_request", f'This IdP takes protocol "{idp.protocol}"')
+        if idp.protocol == "saml2":
+            return idp, await self._verify_saml(idp, body, audit)
         token = body.get("id_token")
         if isinstance(token, str):
             audit.token_id = "sha256:" + token_hash(token)
@@ -321,6 +329,31 @@ class JitService:
                 if name not in protected and name not in claims:
                     claims[name] = value
         return idp, claims
+
+    async def _verify_saml(
+        self, idp: JitIdp, body: Mapping[str, Any], audit: _Audit
+    ) -> dict[str, Any]:
+        """SAML 2.0 verify mode (scimd.jit.saml), then the shared replay cache."""
+        raw = body.get("saml_response")
+        if isinstance(raw, str):
+            audit.token_id = "sha256:" + token_hash(raw)
+        verified = verify_saml_response(
+            body.get("saml_response"),
+            body.get("in_response_to"),
+            idp,
+            clock_skew=self.cfg.clock_skew,
+        )
+        audit.subject = verified.subject
+        audit.token_id = verified.replay_key
+        expires = datetime.fromtimestamp(verified.expires, UTC)
+        if not await self.jit_state.claim_replay(f"{idp.id}:{verified.replay_key}", expires):
+            raise JitError(
+                422,
+                "assertion_replayed",
+                "The identity assertion was rejected",
+                internal=f"assertion {verified.replay_key} already used",
+            )
+        return dict(verified.claims)
 
     # ------------------------------------------------------------------ decision
 
@@ -443,8 +476,8 @@ class JitService:
             return None, ""
         found = await self._find(
             ctx,
-            [("userName", email.address), ("emails.value", email.address)]
-            + ([("emails.value", email.original)] if email.original != email.address else []),
+            # Every spelling of the same normalised email (case, IDNA/Unicode, NFC/NFD).
+            [("userName", email.address)] + [("emails.value", f) for f in email_forms(email)],
         )
         if len(found) > 1:
             raise JitError(409, "ambiguous_match", "Several users have this email")

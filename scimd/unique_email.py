@@ -1,0 +1,213 @@
+"""The normalised primary email is unique per tenant (``scim.unique_email``; JIT.md "Email
+normalisation", issue 7 item 4), whichever door created the user: SCIM POST/PUT/PATCH, Bulk
+or a JIT login all write through :class:`scimd.service.Service`, which calls this guard.
+
+* The key of a User is the normalised form (:func:`scimd.jit.email.normalize_email`: NFC,
+  trimmed, domain lower-cased and IDNA-encoded, local part lower-cased, ``+tags`` and dots
+  kept) of its primary email: the ``emails`` entry with ``primary: true``, else the first
+  entry. A value that is not a usable address has no key (and is not checked).
+* Candidates are found with a backend query over the spellings that can denote the same
+  key (``emails.value eq``: the normalised address, the original, the Unicode form of an
+  IDNA domain, and their NFD forms; ``emails.value`` is caseExact=false, so case is folded
+  by the backend), then compared exactly by key: only another user's *primary* email
+  conflicts. A write that would duplicate a key is 409 ``uniqueness`` naming the email.
+* A write keeping the key the user already had is allowed even when (legacy) data
+  already holds a duplicate, so existing users stay editable.
+
+Race safety: check and write happen under a per-``(tenant, key)`` asyncio lock, so within
+one process two writes of the same email are serialised. Across processes sharing one
+backend the check is not atomic with the write: two simultaneous creations in two
+processes can both pass. Closing that gap needs a unique index on a derived key in each
+backend (see docs/jit.md "Email as the primary identifier").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import unicodedata
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import idna
+import orjson
+
+from scimd.backend import OpContext, PatchOp
+from scimd.errors import PreconditionFailed, Uniqueness
+from scimd.jit.email import EmailError, NormalizedEmail, normalize_email
+from scimd.patch import apply_patch
+from scimd.schema.model import ResourceType
+
+if TYPE_CHECKING:
+    from scimd.service import Service
+
+__all__ = ["EmailGuard", "email_forms", "primary_email"]
+
+_USER = "User"
+_CANDIDATES = 50
+_RETRIES = 10
+
+
+def primary_email(resource: Mapping[str, Any]) -> NormalizedEmail | None:
+    """The normalised primary email of a User (``primary: true``, else the first entry)."""
+    emails = resource.get("emails")
+    if not isinstance(emails, list):
+        return None
+    entries = [e for e in emails if isinstance(e, Mapping) and isinstance(e.get("value"), str)]
+    chosen = next((e for e in entries if e.get("primary") is True), None)
+    if chosen is None and entries:
+        chosen = entries[0]
+    if chosen is None:
+        return None
+    try:
+        return normalize_email(chosen["value"])
+    except EmailError:
+        return None
+
+
+def email_forms(email: NormalizedEmail) -> list[str]:
+    """Spellings of ``email`` a case-insensitive ``eq`` must try to find every stored
+    value with the same key (IDNA and Unicode domain, NFC and NFD)."""
+    forms = [email.address, email.original]
+    try:
+        unicode_domain = idna.decode(email.domain)
+    except idna.IDNAError:
+        unicode_domain = email.domain
+    if unicode_domain != email.domain:
+        forms.append(f"{email.local}@{unicode_domain}")
+    forms += [unicodedata.normalize("NFD", f) for f in forms]
+    return list(dict.fromkeys(forms))
+
+
+def _touches_emails(rtype: ResourceType, ops: Sequence[PatchOp]) -> bool:
+    core = rtype.schema.id.lower()
+    for op in ops:
+        if op.path is None:
+            if isinstance(op.value, Mapping) and any(
+                str(k).lower() in ("emails", f"{core}:emails") for k in op.value
+            ):
+                return True
+        elif op.path.attr.attr.lower() == "emails" and (
+            op.path.attr.uri is None or op.path.attr.uri.lower() == core
+        ):
+            return True
+    return False
+
+
+class EmailGuard:
+    """Checks the uniqueness of primary emails for one ``Service``."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.enabled = service.settings.scim.unique_email
+        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+
+    def applies(self, rtype: ResourceType) -> bool:
+        return self.enabled and rtype.name == _USER
+
+    @contextlib.asynccontextmanager
+    async def _hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+    @contextlib.asynccontextmanager
+    async def guard(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        resource: Mapping[str, Any],
+        rid: str | None,
+    ) -> AsyncIterator[None]:
+        """Hold the email's lock and refuse a duplicate (409) while the write runs."""
+        email = primary_email(resource) if self.applies(rtype) else None
+        if email is None:
+            yield
+            return
+        async with self._hold((ctx.tenant, email.address)):
+            await self.check(ctx, rtype, email, rid)
+            yield
+
+    async def check(
+        self, ctx: OpContext, rtype: ResourceType, email: NormalizedEmail, rid: str | None
+    ) -> None:
+        """409 ``uniqueness`` if another user's primary email has ``email``'s key, unless
+        ``rid`` already had that key (legacy duplicates stay editable)."""
+        text = " or ".join(
+            f"emails.value eq {orjson.dumps(f).decode()}" for f in email_forms(email)
+        )
+        from scimd.service import ListParams
+
+        read = dataclasses.replace(
+            ctx, attributes=("id", "emails"), load_members=False, load_groups=False
+        )
+        found = await self.service.query(read, rtype, ListParams(filter=text, count=_CANDIDATES))
+        clash = [
+            r
+            for r in found.resources
+            if r.get("id") != rid and _key(primary_email(r)) == email.address
+        ]
+        if not clash:
+            return
+        if rid is not None:
+            with contextlib.suppress(Exception):
+                current = await self.service.backend.get(read, rtype, rid)
+                if _key(primary_email(current)) == email.address:
+                    return
+        raise Uniqueness(
+            f"The email {email.original!r} is already the primary email of another user "
+            "(emails are unique per tenant: scim.unique_email)"
+        )
+
+    def patch_touches(self, rtype: ResourceType, ops: Sequence[PatchOp]) -> bool:
+        return self.applies(rtype) and _touches_emails(rtype, ops)
+
+    async def patch(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        if_match: str | None,
+        write: Callable[[str | None], Awaitable[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """A PATCH that touches ``emails``: predict its result on the version read, check
+        the resulting primary email, then ``write(version)`` conditionally on that version.
+
+        Clients such as Entra ID and Okta never send ``If-Match``, so a version conflict
+        must not become a 412 for them: email PATCHes of one user are serialised in this
+        process (so they cannot conflict with each other), and a conflict with another
+        write (another process, or a PATCH that does not touch emails) is retried up to
+        ``_RETRIES`` times on the new version. With ``If-Match`` the client asked for the
+        check, so a conflict is its 412."""
+        read = dataclasses.replace(ctx, load_members=False, load_groups=False)
+        async with self._hold((ctx.tenant, f"resource:{rtype.name}:{rid}")):
+            attempt = 0
+            while True:
+                attempt += 1
+                current = await self.service.backend.get(read, rtype, rid)
+                meta = current.get("meta")
+                version = if_match
+                if version is None and isinstance(meta, Mapping):
+                    version = meta.get("version")
+                unknown = self.service.settings.schema.unknown_attributes
+                predicted = apply_patch(rtype, current, ops, unknown=unknown).resource
+                try:
+                    async with self.guard(ctx, rtype, predicted, rid):
+                        return await write(version)
+                except PreconditionFailed:
+                    if if_match is not None or attempt >= _RETRIES:
+                        raise
+
+
+def _key(email: NormalizedEmail | None) -> str | None:
+    return email.address if email is not None else None
