@@ -11,7 +11,7 @@ STAMP   := $(VENV)/.installed
 # which builds from source against libldap (Debian: libldap2-dev libsasl2-dev): it is
 # included where those headers are installed (CI installs them), so that `make run` and
 # `make test` still work on a machine that has only Python.
-PLUGINS := plugins/scimd-postgres
+PLUGINS := plugins/scimd-postgres plugins/scimd-http examples/scimd-example-backend
 ifneq ($(wildcard /usr/include/ldap.h),)
 PLUGINS += plugins/scimd-ldap
 endif

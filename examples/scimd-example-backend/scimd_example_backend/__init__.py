@@ -1,0 +1,1 @@
+"""A minimal complete scimd backend plugin (an in-memory store), for plugin authors to copy."""
