@@ -73,11 +73,12 @@ def service_provider_config(runtime: Runtime) -> dict[str, Any]:
 
 
 class DiscoveryViews:
-    """Handlers for the discovery endpoints; documents are built once."""
+    """Handlers for the discovery endpoints. Schema and resource type documents are built
+    once; /ServiceProviderConfig is built per request because a backend may learn its
+    capabilities only when it starts (an upstream SCIM service's own configuration)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
-        self.spc = service_provider_config(runtime)
         self.resource_types: dict[str, dict[str, Any]] = {}
         for rtype in runtime.registry.resource_types.values():
             doc = plain(rtype.document)
@@ -107,7 +108,8 @@ class DiscoveryViews:
 
     async def service_provider_config(self, request: web.Request) -> web.StreamResponse:
         base = self.rt.base_url(request)
-        return scim_response(self._located(self.spc, f"{base}/ServiceProviderConfig"))
+        spc = service_provider_config(self.rt)
+        return scim_response(self._located(spc, f"{base}/ServiceProviderConfig"))
 
     async def list_resource_types(self, request: web.Request) -> web.StreamResponse:
         self._no_filter(request)
