@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import re
 import signal
+import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
@@ -43,7 +44,14 @@ from scimd.service import Service
 from scimd.settings import LoggingSettings, Settings
 from scimd.state.base import StateStore
 
-__all__ = ["JsonLogFormatter", "configure_logging", "create_app", "load_schema_registry", "serve"]
+__all__ = [
+    "JsonLogFormatter",
+    "configure_logging",
+    "create_app",
+    "load_schema_registry",
+    "serve",
+    "server_ssl_context",
+]
 
 log = logging.getLogger("scimd.server")
 
@@ -261,12 +269,31 @@ async def _bootstrap_token(settings: Settings, plugins: PluginManager) -> None:
         await state.aclose()
 
 
+def server_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of ``server.tls_*`` (None: plain HTTP).
+
+    With ``tls_client_ca_file``, a client certificate is requested but optional
+    (``CERT_OPTIONAL``): SCIM clients without one still connect, and one that is sent must
+    chain to that CA (``mtls`` JIT callers then pin its public key)."""
+    server = settings.server
+    if not server.tls_cert_file:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(server.tls_cert_file, server.tls_key_file or None)
+    if server.tls_client_ca_file:
+        context.load_verify_locations(cafile=server.tls_client_ca_file)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
 def _run_worker(settings: Settings, plugins: PluginManager, reuse_port: bool) -> None:
     app = create_app(settings, plugins)
     web.run_app(
         app,
         host=settings.server.host,
         port=settings.server.port,
+        ssl_context=server_ssl_context(settings),
         reuse_port=reuse_port or None,
         shutdown_timeout=settings.server.shutdown_timeout,
         access_log=logging.getLogger("scimd.access") if settings.logging.access_log else None,

@@ -219,6 +219,29 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "How long in-flight requests may finish at shutdown.",
         minimum=0,
     ),
+    _spec(
+        "server",
+        "tls_cert_file",
+        "str",
+        "",
+        "PEM certificate (chain) to serve HTTPS with (relative to the config file); empty: "
+        "plain HTTP, e.g. behind a TLS-terminating proxy.",
+    ),
+    _spec(
+        "server",
+        "tls_key_file",
+        "str",
+        "",
+        "PEM private key of server.tls_cert_file (required with it).",
+    ),
+    _spec(
+        "server",
+        "tls_client_ca_file",
+        "str",
+        "",
+        "PEM CA certificate(s) that optional client certificates must chain to (needed by "
+        "mtls JIT callers); clients without a certificate still connect. Needs tls_cert_file.",
+    ),
     # [storage]
     _spec(
         "storage",
@@ -433,6 +456,23 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "duration",
         86400.0,
         "How long a JIT response is kept for an idempotent retry with the same webhook-id.",
+        minimum=1,
+    ),
+    _spec(
+        "jit",
+        "rate_limit",
+        "float",
+        20.0,
+        "Sustained JIT hook requests per second allowed per caller and per IdP, in each "
+        "process (over it: 429 with Retry-After); 0 disables the limit.",
+        minimum=0,
+    ),
+    _spec(
+        "jit",
+        "rate_burst",
+        "int",
+        40,
+        "JIT hook requests a caller (or an IdP) may make at once before jit.rate_limit applies.",
         minimum=1,
     ),
 )
@@ -1031,6 +1071,7 @@ class _Loader:
                 self._origin_source("scim.default_count"),
             )
         core["jit"]["options"] = self._jit_arrays()
+        self._check_tls(core["server"], core["jit"]["options"])
         if self.issues:
             return None
 
@@ -1076,6 +1117,41 @@ class _Loader:
             extra=extra,
             **kwargs,
         )
+
+    def _check_tls(self, server: dict[str, Any], jit: Mapping[str, Any]) -> None:
+        """``server.tls_*``: resolve the files against the config directory, check they go
+        together and are readable; ``mtls`` JIT callers need ``tls_client_ca_file``."""
+        keys = ("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+        for key in keys:
+            if server[key]:
+                path = _resolve(server[key], self.base_dir)
+                server[key] = str(path)
+                if not path.is_file():
+                    self._issue(
+                        f"server.{key}",
+                        f"cannot read {path}: no such file",
+                        self._origin_source(f"server.{key}"),
+                    )
+        if bool(server["tls_cert_file"]) != bool(server["tls_key_file"]):
+            self._issue(
+                "server.tls_key_file",
+                "tls_cert_file and tls_key_file go together",
+                self._origin_source("server.tls_key_file"),
+            )
+        if server["tls_client_ca_file"] and not server["tls_cert_file"]:
+            self._issue(
+                "server.tls_client_ca_file",
+                "needs tls_cert_file and tls_key_file (scimd must serve TLS itself)",
+                self._origin_source("server.tls_client_ca_file"),
+            )
+        for n, caller in enumerate(jit.get("callers", ())):
+            if caller.auth == "mtls" and not server["tls_client_ca_file"]:
+                self._issue(
+                    f"jit.callers[{n}].auth",
+                    "mtls callers need server.tls_client_ca_file (and scimd serving TLS "
+                    "itself: behind a TLS-terminating proxy use hmac)",
+                    self._origin_source("server.tls_client_ca_file"),
+                )
 
     def _jit_arrays(self) -> dict[str, Any]:
         from scimd.jit.config import check_references, parse_callers, parse_idps

@@ -44,6 +44,13 @@ class ServerSettings:
     anonymous_discovery: bool = False
     """Serve /ServiceProviderConfig, /ResourceTypes and /Schemas without a token."""
     shutdown_timeout: float = 10.0
+    tls_cert_file: str = ""
+    """PEM certificate (chain) scimd serves TLS with; empty: plain HTTP (TLS in front)."""
+    tls_key_file: str = ""
+    """PEM private key of ``tls_cert_file``."""
+    tls_client_ca_file: str = ""
+    """PEM CA(s) client certificates are verified against (optional client certificates,
+    used by ``mtls`` JIT callers); empty: no client certificates."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +139,10 @@ class JitSettings:
     enabled: bool = False
     clock_skew: float = 120.0
     idempotency_ttl: float = 86400.0
+    rate_limit: float = 20.0
+    """Sustained hook requests per second allowed per caller and per IdP (0: no limit)."""
+    rate_burst: int = 40
+    """Requests a caller (or an IdP) may make at once before ``rate_limit`` applies."""
     options: dict[str, Any] = field(default_factory=dict)
     """The arrays of tables, validated by ``scimd.jit.config``: ``callers``
     (``[[jit.callers]]``) and ``idp`` (``[[jit.idp]]``); read them via the properties."""

@@ -92,7 +92,7 @@ def test_plain_secret_is_an_error(tmp_path: Path) -> None:
     [
         ('algorithms = ["RS256"]', 'algorithms = ["HS256"]', "jit.idp[0].algorithms", "HS256"),
         ('algorithms = ["RS256"]', 'algorithms = ["none"]', "jit.idp[0].algorithms", "none"),
-        ('auth = "hmac"', 'auth = "mtls"', "jit.callers[0].auth", "not implemented"),
+        ('auth = "hmac"', 'auth = "mtls"', "jit.callers[0].spki_sha256", "required for an mtls"),
         ('protocol = "oidc"', 'protocol = "saml2"', "jit.idp[0].issuer", "only for protocol"),
         ('allowed_idps = ["okta-prod"]', 'allowed_idps = ["nope"]', "allowed_idps", "unknown IdP"),
         ('issuer = "https://', 'isuer = "https://', "jit.idp[0].isuer", 'did you mean "issuer"'),

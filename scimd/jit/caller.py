@@ -6,6 +6,12 @@ id + "." + timestamp + "." + raw body)>`` (several signatures allowed, for secre
 The timestamp must be within 300 s of now; every comparison is constant-time. Secrets may be
 given as ``whsec_<base64>`` (the Standard Webhooks form) or as plain text.
 
+``mtls``: the TLS client certificate scimd received (it must serve TLS itself, with
+``server.tls_client_ca_file``); the SHA-256 of its SubjectPublicKeyInfo must equal one of
+the caller's ``spki_sha256`` pins (constant-time). A request with an ``Authorization`` or
+``webhook-*`` header is authenticated by that header, never by the certificate. No
+forwarded header (``X-Client-Cert`` ...) is ever trusted.
+
 ``bearer`` (development only): ``Authorization: Bearer <secret>``.
 """
 
@@ -22,7 +28,14 @@ from dataclasses import dataclass
 from scimd.jit.config import JitCaller
 from scimd.jit.errors import JitError
 
-__all__ = ["TOLERANCE", "AuthenticatedCaller", "authenticate", "hmac_key", "sign"]
+__all__ = [
+    "TOLERANCE",
+    "AuthenticatedCaller",
+    "authenticate",
+    "hmac_key",
+    "sign",
+    "spki_sha256",
+]
 
 TOLERANCE = 300
 """Seconds a ``webhook-timestamp`` may differ from now (Standard Webhooks)."""
@@ -53,6 +66,16 @@ def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 
+def spki_sha256(der_certificate: bytes) -> bytes:
+    """SHA-256 of a DER certificate's SubjectPublicKeyInfo (the ``spki_sha256`` pin)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    cert = x509.load_der_x509_certificate(der_certificate)
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).digest()
+
+
 def _unauthenticated(internal: str) -> JitError:
     return JitError(
         401,
@@ -64,10 +87,20 @@ def _unauthenticated(internal: str) -> JitError:
 
 
 def authenticate(
-    headers: Mapping[str, str], body: bytes, callers: Sequence[JitCaller], now: float
+    headers: Mapping[str, str],
+    body: bytes,
+    callers: Sequence[JitCaller],
+    now: float,
+    *,
+    peer_cert: bytes | None = None,
 ) -> AuthenticatedCaller:
-    """The caller that sent this request, or ``JitError`` 401 ``unauthenticated``."""
+    """The caller that sent this request, or ``JitError`` 401 ``unauthenticated``.
+
+    ``peer_cert``: the DER client certificate of the TLS connection, if any."""
     authorization = headers.get("Authorization")
+    signed = bool(headers.get("webhook-signature"))
+    if authorization is None and not signed and any(c.auth == "mtls" for c in callers):
+        return _mtls(headers, peer_cert, callers)
     if authorization is not None:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -122,3 +155,30 @@ def authenticate(
     if found is None:
         raise _unauthenticated("no signature matches a configured caller secret")
     return AuthenticatedCaller(found, msg_id)
+
+
+def _mtls(
+    headers: Mapping[str, str], peer_cert: bytes | None, callers: Sequence[JitCaller]
+) -> AuthenticatedCaller:
+    if peer_cert is None:
+        raise _unauthenticated("no client certificate and no other credentials")
+    try:
+        digest = spki_sha256(peer_cert)
+    except ValueError:
+        raise _unauthenticated("unreadable client certificate") from None
+    found = None
+    for caller in callers:
+        if caller.auth != "mtls":
+            continue
+        for pin in caller.spki_sha256:
+            # Every pin of every caller is compared: no early exit, constant time.
+            if hmac.compare_digest(digest, pin) and found is None:
+                found = caller
+    if found is None:
+        raise _unauthenticated(
+            "client certificate not pinned (spki sha256 " + base64.b64encode(digest).decode() + ")"
+        )
+    key = headers.get("Idempotency-Key") or headers.get("webhook-id")
+    if key is not None and not _ID_RE.match(key):
+        raise JitError(400, "bad_request", "Invalid Idempotency-Key")
+    return AuthenticatedCaller(found, key)

@@ -9,6 +9,8 @@ references only (``{ "$env" = ... }`` / ``{ "$file" = ... }``), as everywhere in
 
 from __future__ import annotations
 
+import base64
+import binascii
 import difflib
 import json
 import re
@@ -59,9 +61,12 @@ class JitCaller:
 
     id: str
     auth: str
-    """``hmac`` (Standard Webhooks) or ``bearer`` (development)."""
+    """``hmac`` (Standard Webhooks), ``mtls`` (pinned client certificate) or ``bearer``
+    (development)."""
     secret: str = field(repr=False)
     allowed_idps: tuple[str, ...] = ()
+    spki_sha256: tuple[bytes, ...] = ()
+    """``mtls``: SHA-256 digests of the accepted client certificates' SubjectPublicKeyInfo."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,7 +255,7 @@ def _id(entry: _Entry, seen: set[str]) -> str:
 
 # --------------------------------------------------------------------------- callers
 
-_CALLER_KEYS = ("id", "auth", "secret", "allowed_idps")
+_CALLER_KEYS = ("id", "auth", "secret", "allowed_idps", "spki_sha256")
 
 
 def parse_callers(value: Any, deref: Deref) -> tuple[tuple[JitCaller, ...], Issues]:
@@ -263,10 +268,22 @@ def parse_callers(value: Any, deref: Deref) -> tuple[tuple[JitCaller, ...], Issu
         before = len(issues)
         ident = _id(e, seen)
         auth = e.str_("auth", "hmac", choices=("hmac", "bearer", "mtls"))
-        if auth == "mtls":
-            e.issue("auth", "mtls callers are not implemented yet; use hmac (or bearer)")
+        pins = _pins(e, required=auth == "mtls")
         secret = ""
         raw = e.raw("secret")
+        if auth == "mtls":
+            if raw is not None:
+                e.issue("secret", "an mtls caller has no secret (its certificate is pinned)")
+            allowed = e.strs("allowed_idps")
+            if not allowed:
+                e.issue("allowed_idps", "required: the IdPs this caller may speak for")
+            e.unknown(_CALLER_KEYS)
+            out.append(
+                JitCaller(id=ident, auth=auth, secret="", allowed_idps=allowed, spki_sha256=pins)
+            )
+            continue
+        if "spki_sha256" in table:
+            e.issue("spki_sha256", 'only for auth = "mtls"')
         if isinstance(raw, dict):
             try:
                 secret = deref(raw)
@@ -292,6 +309,34 @@ def parse_callers(value: Any, deref: Deref) -> tuple[tuple[JitCaller, ...], Issu
         e.unknown(_CALLER_KEYS)
         out.append(JitCaller(id=ident, auth=auth, secret=secret, allowed_idps=allowed))
     return tuple(out), issues
+
+
+def _pins(e: _Entry, *, required: bool) -> tuple[bytes, ...]:
+    """``spki_sha256``: base64 SHA-256 digests of SubjectPublicKeyInfo (``openssl x509
+    -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary |
+    base64``), as in HPKP / ``curl --pinnedpubkey sha256//...``."""
+    raw = e.raw("spki_sha256")
+    if raw is None:
+        if required:
+            e.issue("spki_sha256", "required for an mtls caller: base64 SHA-256 of the key")
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not raw or not all(isinstance(p, str) for p in raw):
+        e.issue("spki_sha256", f"expected a list of base64 SHA-256 digests, got {_show(raw)}")
+        return ()
+    pins: list[bytes] = []
+    for pin in raw:
+        text = pin.strip().removeprefix("sha256//")
+        try:
+            digest = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            digest = b""
+        if len(digest) != 32:
+            e.issue("spki_sha256", f"{pin!r} is not a base64 SHA-256 digest (32 bytes)")
+            continue
+        pins.append(digest)
+    return tuple(pins)
 
 
 def _hmac_key_bytes(secret: str) -> bytes:

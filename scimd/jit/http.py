@@ -9,7 +9,7 @@ from scimd.http.context import Runtime, request_id_of
 from scimd.jit.errors import JitError
 from scimd.jit.service import JitService, _problem
 
-__all__ = ["JIT_PATH", "MAX_BODY", "JitViews", "mount_jit"]
+__all__ = ["JIT_PATH", "MAX_BODY", "JitViews", "mount_jit", "peer_certificate"]
 
 JIT_PATH = "/jit/v1/logins"
 MAX_BODY = 256 * 1024
@@ -38,8 +38,23 @@ class JitViews:
             ip=request.remote,
             request_id=request_id_of(request),
             base_url=self.runtime.base_url(request),
+            peer_cert=peer_certificate(request),
         )
         return web.Response(body=result.body, status=result.status, headers=result.headers)
+
+
+def peer_certificate(request: web.Request) -> bytes | None:
+    """The DER client certificate of this request's TLS connection, if scimd terminates TLS
+    and the client sent one (never taken from a header: a proxy's forwarded certificate
+    header would be forgeable by anyone who can reach scimd directly)."""
+    transport = request.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return bytes(der) if der else None
 
 
 def _to_web(result: object) -> web.Response:

@@ -36,6 +36,7 @@ from scimd.jit.config import JitCaller, JitIdp
 from scimd.jit.email import EmailError, NormalizedEmail, domain_allowed, normalize_email
 from scimd.jit.errors import PROBLEM_JSON, JitError
 from scimd.jit.oidc import JwksCache, token_hash, verify_id_token
+from scimd.jit.ratelimit import RateLimiter
 from scimd.jit.saml import verify_saml_response
 from scimd.patch import PATCH_OP_URN
 from scimd.schema.model import ResourceType, SchemaRegistry
@@ -144,6 +145,8 @@ class JitService:
         self._http: aiohttp.ClientSession | None = None
         self._logins = _KeyedLocks()
         self._idempotency = _KeyedLocks()
+        self.limiter = RateLimiter(self.cfg.rate_limit, self.cfg.rate_burst)
+        """Per-caller and per-IdP token buckets (``limiter.clock`` is injectable)."""
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -172,18 +175,26 @@ class JitService:
         ip: str | None,
         request_id: str,
         base_url: str,
+        peer_cert: bytes | None = None,
     ) -> JitResponse:
-        """One login call: authenticate, deduplicate, decide, answer."""
+        """One login call: authenticate, rate-limit, deduplicate, decide, answer.
+
+        ``peer_cert``: the DER client certificate of the TLS connection (``mtls`` callers)."""
         started = time.monotonic()
         audit = _Audit(ip=ip, tenant=self.settings.auth.default_tenant)
         if not self.cfg.enabled:
             return _problem(JitError(403, "jit_disabled", "JIT provisioning is disabled"))
         try:
-            authd = authenticate(headers, raw, self.cfg.callers, time.time())
+            authd = authenticate(headers, raw, self.cfg.callers, time.time(), peer_cert=peer_cert)
         except JitError as err:
             await self._emit_failure("jit.caller.unauthenticated", err, audit, request_id, started)
             return _problem(err)
         audit.caller = authd.caller.id
+        try:
+            self._rate_limit("caller", authd.caller.id)
+        except JitError as err:
+            await self._emit_failure("jit.login.denied", err, audit, request_id, started)
+            return _problem(err)
         key = authd.idempotency_key
         if key is None:
             return await self._login(authd, raw, audit, request_id, base_url, started)
@@ -260,6 +271,19 @@ class JitService:
         status = 201 if result.outcome == "created" else 200
         return JitResponse(status, orjson.dumps(body), {"Content-Type": _JSON})
 
+    def _rate_limit(self, kind: str, ident: str) -> None:
+        """429 ``rate_limited`` with ``Retry-After`` when the ``kind`` bucket is empty."""
+        wait = self.limiter.take((kind, ident))
+        if wait > 0:
+            raise JitError(
+                429,
+                "rate_limited",
+                "Too many login requests; retry later",
+                internal=f"{kind} {ident!r} over jit.rate_limit ({self.limiter.rate}/s, "
+                f"burst {self.limiter.burst})",
+                headers={"Retry-After": RateLimiter.retry_after(wait)},
+            )
+
     # ------------------------------------------------------------------ verification
 
     async def _verify(
@@ -283,6 +307,11 @@ class JitService:
             )
         idp = self.idps[idp_id]
         audit.tenant = idp.tenant or self.settings.auth.default_tenant
+        try:
+            self._rate_limit("idp", idp.id)
+        except JitError:
+            self.limiter.refund(("caller", caller.id))
+            raise
         protocol = body.get("protocol")
         audit.protocol = protocol if isinstance(protocol, str) else None
         if idp.mode == "trusted_claims":
@@ -484,7 +513,36 @@ class JitService:
         if not found:
             return None, ""
         await self._check_unlinked(ctx.tenant, idp, sub, found[0])
+        if await self._email_unverified(ctx.tenant, str(found[0]["id"]), email):
+            raise JitError(
+                409,
+                "link_requires_confirmation",
+                "The matching user's email is not verified",
+                internal="the email came from a JIT email change (unverified)",
+            )
         return found[0], "email"
+
+    async def _mark_unverified(self, tenant: str, uid: str, email: NormalizedEmail) -> None:
+        """Remember that ``email`` came to user ``uid`` through a JIT email change: it is
+        unverified for link-by-email purposes (another IdP subject is never linked to this
+        user through it). Kept in the state store's keyed records (namespace
+        ``_EMAIL_MARK``), per (tenant, user, normalised email)."""
+        await self.jit_state.put_idempotency(
+            IdempotencyRecord(
+                _EMAIL_MARK,
+                _email_mark_key(tenant, uid, email),
+                "",
+                0,
+                b"",
+                datetime.now(UTC) + _EMAIL_MARK_TTL,
+            )
+        )
+
+    async def _email_unverified(self, tenant: str, uid: str, email: NormalizedEmail) -> bool:
+        mark = await self.jit_state.get_idempotency(
+            _EMAIL_MARK, _email_mark_key(tenant, uid, email)
+        )
+        return mark is not None
 
     async def _check_unlinked(
         self, tenant: str, idp: JitIdp, sub: str, user: Mapping[str, Any]
@@ -604,10 +662,28 @@ class JitService:
                     continue
                 ops.append({"op": "replace", "path": path, "value": value})
                 changed.append(path)
+            new_emails = _email_change(idp, user, email)
+            if new_emails is not None:
+                ops.append({"op": "replace", "path": "emails", "value": new_emails})
+                changed.append("emails")
         if ops:
-            user = await self.service.patch(
-                ctx, rtype, uid, {"schemas": [PATCH_OP_URN], "Operations": ops}, if_match=None
-            )
+            try:
+                user = await self.service.patch(
+                    ctx, rtype, uid, {"schemas": [PATCH_OP_URN], "Operations": ops}, if_match=None
+                )
+            except Uniqueness:
+                if "emails" not in changed:
+                    raise
+                # The new email (or the userName made of it) belongs to another user: the
+                # whole PATCH is refused, nothing about this user changes.
+                raise JitError(
+                    409,
+                    "email_conflict",
+                    "The new email belongs to another user",
+                    internal="JIT email change refused: the email is another user's",
+                ) from None
+            if "emails" in changed and email is not None:
+                await self._mark_unverified(ctx.tenant, uid, email)
         added, removed = await self._groups(ctx, idp, claims, user, created=False)
         if added or removed:
             user = await self.service.get(ctx, rtype, uid)
@@ -740,6 +816,75 @@ class JitService:
 
 
 # ---------------------------------------------------------------------- helpers
+
+_EMAIL_MARK = "jit:email-unverified"
+"""Namespace of the "email set by a JIT change" marks among the keyed state records (a
+caller id cannot contain ``:``, so it never collides with an idempotency record)."""
+_EMAIL_MARK_TTL = timedelta(days=3650)
+
+
+def _email_mark_key(tenant: str, uid: str, email: NormalizedEmail) -> str:
+    digest = hashlib.sha256(email.address.encode()).hexdigest()
+    return f"{tenant}:{uid}:{digest}"
+
+
+def _primary_index(emails: Sequence[Any]) -> int | None:
+    entries = [i for i, e in enumerate(emails) if isinstance(e, dict)]
+    for i in entries:
+        if emails[i].get("primary") is True:
+            return i
+    return entries[0] if entries else None
+
+
+def _email_change(
+    idp: JitIdp, user: Mapping[str, Any], email: NormalizedEmail | None
+) -> list[dict[str, Any]] | None:
+    """The new ``emails`` of an existing user whose email claim changed, or None.
+
+    Only when the ``emails`` attribute is JIT-owned (``ownership.emails = "jit"``, or
+    ``jit_if_empty`` and the user has none, or ``update_on_login = "always"``): the primary
+    entry (else the first) gets the new address (original spelling), other entries stay,
+    a secondary entry equal to the new address is dropped."""
+    if email is None or idp.update_on_login == "never":
+        return None
+    raw = user.get("emails")
+    emails: list[Any] = list(raw) if isinstance(raw, list) else []
+    index = _primary_index(emails)
+    owner = idp.owner("emails")
+    if idp.update_on_login == "owned_attributes" and (
+        owner == "scim" or (owner == "jit_if_empty" and index is not None)
+    ):
+        return None
+    if index is None:
+        return [{"value": email.original, "type": "work", "primary": True}]
+    current = emails[index].get("value")
+    try:
+        if (
+            normalize_email(current, lowercase_local=idp.lowercase_local_part).address
+            == email.address
+        ):
+            return None
+    except EmailError:
+        pass
+    out: list[dict[str, Any]] = []
+    for i, entry in enumerate(emails):
+        if not isinstance(entry, dict):
+            continue
+        if i == index:
+            out.append({**entry, "value": email.original, "primary": True})
+            continue
+        try:
+            same = (
+                normalize_email(
+                    entry.get("value"), lowercase_local=idp.lowercase_local_part
+                ).address
+                == email.address
+            )
+        except EmailError:
+            same = False
+        if not same:
+            out.append(dict(entry))
+    return out
 
 
 def _str_list(value: Any) -> list[str]:
