@@ -8,6 +8,7 @@
     scimd token revoke [-c FILE] TOKEN_ID
     scimd check-config [-c FILE]
     scimd migrate      [-c FILE]
+    scimd import       [-c FILE] [--tenant T] [--format jsonl|csv] [--batch N] [--progress] FILE
     scimd show-config  [-c FILE] [--sample]
     scimd plugins      [-c FILE]
     scimd events       [-c FILE] [--tenant T] [--resource ID] [--type P] [--since T] [--limit N]
@@ -290,6 +291,49 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    """Load Users/Groups from JSON lines or CSV (``scimd.bulk_import``); exit 1 when a
+    line failed (the others are loaded), 0 otherwise."""
+    from scimd.app import load_schema_registry
+    from scimd.bulk_import import import_file
+
+    loaded = _load(args)
+    plugins = _plugins(loaded)
+    settings = loaded.settings
+    registry = load_schema_registry(settings, plugins)
+    backend = plugins.backend(settings, registry)
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(f"import: no such file: {path}")
+
+    async def run() -> Any:
+        await backend.start()
+        try:
+            return await import_file(
+                path,
+                backend,
+                registry,
+                tenant=args.tenant or settings.auth.default_tenant,
+                fmt=args.format,
+                batch_size=args.batch,
+                unknown=settings.schema.unknown_attributes,
+                progress=args.progress,
+            )
+        finally:
+            await backend.aclose()
+
+    try:
+        stats = asyncio.run(run())
+    except OSError as exc:
+        raise CliError(f"import: {exc}") from exc
+    rate = (stats.created + stats.skipped) / stats.seconds if stats.seconds else 0.0
+    print(
+        f"{path}: {stats.lines} lines: {stats.created} created, {stats.skipped} skipped"
+        f" (already stored), {stats.errors} errors in {stats.seconds:.1f}s ({rate:,.0f}/s)"
+    )
+    return 1 if stats.errors else 0
+
+
 def cmd_show_config(args: argparse.Namespace) -> int:
     if args.sample:
         sys.stdout.write(render_sample_config())
@@ -442,6 +486,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check_config)
     p = sub.add_parser("migrate", parents=[config], help="apply storage schema migrations")
     p.set_defaults(func=cmd_migrate)
+    p = sub.add_parser("import", parents=[config], help="bulk-load users/groups (JSONL or CSV)")
+    p.add_argument("file", metavar="FILE", help="users.jsonl or users.csv")
+    p.add_argument("--tenant", help="tenant (default: auth.default_tenant)")
+    p.add_argument("--format", choices=("jsonl", "csv"), help="default: from the file suffix")
+    p.add_argument("--batch", type=_positive, default=1000, help="resources per batch (1000)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress on stderr (default: when stderr is a terminal)",
+    )
+    p.set_defaults(func=cmd_import)
     p = sub.add_parser("show-config", parents=[config], help="effective configuration with origins")
     p.add_argument("--sample", action="store_true", help="print every key, commented")
     p.set_defaults(func=cmd_show_config)

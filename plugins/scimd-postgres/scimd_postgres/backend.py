@@ -763,6 +763,172 @@ class PostgresBackend:
             "DELETE FROM scimd_members WHERE tenant = $1 AND member_id = $2", ctx.tenant, rid
         )
 
+    # ------------------------------------------------------------------ bulk import
+
+    async def import_resources(
+        self, ctx: OpContext, rtype: ResourceType, resources: Sequence[dict[str, Any]]
+    ) -> list[tuple[str, str]]:
+        """Bulk path of ``scimd import``: store already normalised ``resources`` (password
+        hashed) in one transaction and return one ``(status, detail)`` per resource:
+        ``("created", id)``, ``("skipped", id)`` (a resource with the same unique value,
+        e.g. the userName, is already stored: re-running an import resumes it) or
+        ``("error", message)`` (a unique value repeated within the batch, a bad member).
+
+        Resources without members are written with COPY (``scimd_resources`` and
+        ``scimd_attr_values``, primary keys taken from the sequence beforehand) after one
+        set-based check of their unique values; a Group with members goes through
+        ``create``. When a concurrent writer takes a unique value in between, the batch is
+        rolled back and stored one resource at a time (as is a batch PostgreSQL refuses
+        for another reason, e.g. an over-long indexed value)."""
+        try:
+            return await self._run(self._import_tx, ctx, rtype, resources)
+        except ServiceUnavailable:
+            raise
+        except ScimError:  # a value taken meanwhile, a value PostgreSQL refuses: one by one
+            out: list[tuple[str, str]] = []
+            for resource in resources:
+                try:
+                    made = await self.create(ctx, rtype, resource)
+                    out.append(("created", str(made["id"])))
+                except Uniqueness:
+                    out.append(("skipped", ""))
+                except ScimError as exc:
+                    out.append(("error", exc.detail))
+            return out
+
+    async def _import_tx(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        resources: Sequence[dict[str, Any]],
+    ) -> list[tuple[str, str]]:
+        rel = self.relations(rtype)
+        out: list[tuple[str, str]] = [("error", "")] * len(resources)
+        prepared: list[tuple[int, str, dict[str, Any], list[Any]]] = []
+        uniq_paths: list[int] = []
+        uniq_texts: list[str] = []
+        owner: dict[tuple[int, str], int] = {}
+        clashes: list[tuple[int, list[tuple[int, str]], str]] = []
+        now = _now()
+        for i, resource in enumerate(resources):
+            rid = str(uuid.uuid4())
+            data = self._stored(rel, resource)
+            data.pop("id", None)
+            data = {"id": rid, **data}
+            data["meta"] = {
+                "resourceType": rtype.name,
+                "created": now,
+                "lastModified": now,
+                "version": _etag(1),
+            }
+            if b"\\u0000" in orjson.dumps(data):
+                out[i] = ("error", "PostgreSQL cannot store the NUL character (U+0000)")
+                continue
+            rows = extract_values(rtype, data, rel)
+            clash: str | None = None
+            keys: list[tuple[int, str]] = []
+            for defn, _elem, v_text, _v_num, original in rows:
+                if defn.uniqueness != "none" and v_text:
+                    key = (self._paths[path_key(defn)], v_text)
+                    if key in owner and clash is None:
+                        clash = _uniqueness(defn, original).detail + " (earlier in this batch)"
+                    keys.append(key)
+            if clash is not None:
+                clashes.append((i, keys, clash))
+                continue
+            for key in keys:
+                owner[key] = i
+                uniq_paths.append(key[0])
+                uniq_texts.append(key[1])
+            prepared.append((i, rid, data, rows))
+        existing: dict[tuple[int, str], str] = {}
+        if uniq_paths:
+            for pid, text, rid in await conn.fetch(
+                "SELECT a.path, a.v_text, r.id FROM scimd_attr_values a"
+                " JOIN scimd_resources r ON r.pk = a.pk"
+                " WHERE a.tenant = $1 AND a.rtype = $2 AND a.uniq"
+                " AND (a.path, a.v_text) IN (SELECT * FROM unnest($3::int[], $4::text[]))",
+                ctx.tenant,
+                rtype.name,
+                uniq_paths,
+                uniq_texts,
+            ):
+                existing[(pid, text)] = rid
+        for i, keys, clash in clashes:  # stored before: skipped, else a duplicate line
+            stored = next((existing[k] for k in keys if k in existing), None)
+            out[i] = ("skipped", stored) if stored is not None else ("error", clash)
+        bulk: list[tuple[int, str, dict[str, Any], list[Any]]] = []
+        for i, rid, data, rows in prepared:
+            hit = next(
+                (
+                    existing[k]
+                    for k in (
+                        (self._paths[path_key(d)], t)
+                        for d, _, t, _, _ in rows
+                        if d.uniqueness != "none" and t
+                    )
+                    if k in existing
+                ),
+                None,
+            )
+            if hit is not None:
+                out[i] = ("skipped", hit)
+            elif self._members_of(rel, resources[i]):
+                made = await self._create_tx(conn, ctx, rtype, resources[i])
+                out[i] = ("created", str(made["id"]))
+            else:
+                bulk.append((i, rid, data, rows))
+        if not bulk:
+            return out
+        pks = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT nextval(pg_get_serial_sequence('scimd_resources', 'pk'))"
+                " FROM generate_series(1, $1)",
+                len(bulk),
+            )
+        ]
+        res_rows: list[tuple[Any, ...]] = []
+        val_rows: list[tuple[Any, ...]] = []
+        for pk, (i, rid, data, rows) in zip(pks, bulk, strict=True):
+            display = data.get("displayName")
+            display = display if isinstance(display, str) else None
+            res_rows.append((pk, ctx.tenant, rtype.name, rid, 1, display, _fold(display), data))
+            seen: set[tuple[int, str]] = set()
+            for n, (defn, elem, v_text, v_num, _original) in enumerate(rows):
+                pid = self._paths[path_key(defn)]
+                uniq = defn.uniqueness != "none" and bool(v_text) and (pid, v_text) not in seen
+                if uniq:
+                    assert v_text is not None
+                    seen.add((pid, v_text))
+                num = None if v_num is None else Decimal(str(v_num))
+                val_rows.append((pk, n, ctx.tenant, rtype.name, pid, elem, v_text, num, uniq))
+            out[i] = ("created", rid)
+        try:
+            await conn.copy_records_to_table(
+                "scimd_resources",
+                records=res_rows,
+                columns=[
+                    "pk",
+                    "tenant",
+                    "rtype",
+                    "id",
+                    "version",
+                    "display",
+                    "display_fold",
+                    "data",
+                ],
+            )
+            await conn.copy_records_to_table(
+                "scimd_attr_values",
+                records=val_rows,
+                columns=["pk", "n", "tenant", "rtype", "path", "elem", "v_text", "v_num", "uniq"],
+            )
+        except asyncpg.UniqueViolationError as exc:
+            raise Uniqueness("a unique value was taken during the import") from exc
+        return out
+
     # ------------------------------------------------------------------ query
 
     def compile_where(

@@ -8,7 +8,9 @@ predicate is two-valued (never SQL NULL) so ``NOT`` is Python's ``not``.
 
 Member values (``members.value``, ``groups.value``) and ``id`` are compared against the
 columns of ``scimd_members``/``scimd_resources`` directly, so ``eq`` on them is an index
-lookup; ``eq`` on any other attribute is a range on ``scimd_attr_values_text``.
+lookup; ``eq`` on any other attribute is a range on ``scimd_attr_values_text``, ``sw`` a
+prefix range on it, ``co``/``ew`` an escaped ``LIKE`` served by the pg_trgm GIN index
+``scimd_attr_values_trgm`` (migration 0003).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
 from scimd.store.sql import Relations, fold, iter_nodes, path_key
 
-__all__ = ["FALSE", "TRUE", "PgFilterCompiler", "needed_keys", "sort_expr"]
+__all__ = ["FALSE", "TRUE", "PgFilterCompiler", "like_escape", "needed_keys", "sort_expr"]
 
 TRUE = "TRUE"
 FALSE = "FALSE"
@@ -52,6 +54,11 @@ def _next_prefix(prefix: str) -> str | None:
     if 0xD800 <= nxt <= 0xDFFF:
         nxt = 0xE000
     return prefix[:-1] + chr(nxt)
+
+
+def like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (default escape character ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def needed_keys(rtype: ResourceType, flt: Filter | None, sort: AttrPath | None) -> set[str]:
@@ -211,7 +218,9 @@ class PgFilterCompiler:
         if operand == "":
             return f"{text} IS NOT NULL"
         if op == "co":
-            return f"strpos({text}, {self.p(operand)}::text) > 0"
+            # LIKE with an escaped pattern: exact, and served by the pg_trgm GIN index
+            # (migration 0003); strpos() would not be.
+            return f"{text} LIKE {self.p('%' + like_escape(operand) + '%')}::text"
         if op == "sw":
             upper = _next_prefix(operand)
             if upper is None:
@@ -219,7 +228,7 @@ class PgFilterCompiler:
             # A range is exact for prefixes in code point order and uses the value index.
             return f"({text} >= {self.p(operand)}::text AND {text} < {self.p(upper)}::text)"
         if op == "ew":
-            return f"right({text}, {self.p(len(operand))}::int) = {self.p(operand)}::text"
+            return f"{text} LIKE {self.p('%' + like_escape(operand))}::text"
         return None
 
     # -- presence
