@@ -197,6 +197,10 @@ class Service:
     async def _hash(self, value: Any) -> str:
         if not isinstance(value, str) or not value:
             raise InvalidValue("password must be a non-empty string")
+        if getattr(self.backend, "wants_plaintext_password", False):
+            # A backend that stores and checks passwords itself (an LDAP directory's
+            # userPassword/unicodePwd) gets the value as given; it must not store it elsewhere.
+            return value
         # argon2id is slow on purpose: keep it off the event loop.
         return await asyncio.to_thread(self._hasher.hash, value)
 

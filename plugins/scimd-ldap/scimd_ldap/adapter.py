@@ -5,7 +5,11 @@ connections; ``run(fn)`` borrows one, calls ``fn(conn)`` in a worker thread
 (``asyncio.to_thread``) and gives it back, so each connection is used by one thread at a
 time and the event loop never blocks. Every connection has ``OPT_NETWORK_TIMEOUT`` and
 ``OPT_TIMEOUT`` set (every operation is bounded), referrals are off, and a call that fails
-with ``SERVER_DOWN`` (or ``CONNECT_ERROR``) is retried once on a fresh connection.
+with ``SERVER_DOWN`` (or ``CONNECT_ERROR``) is retried once on a fresh connection. TLS:
+``ldaps://`` URLs or ``start_tls``, with ``tls_require_cert`` (default ``demand``: the
+certificate must verify against ``tls_ca_file``, or the system CAs when empty) and the name
+checked. ``initialize`` replaces ``ldap.initialize`` (tests replay recorded responses
+through a fake connection object).
 
 Keep it thin: everything else (mapping, filters, errors) lives elsewhere, so the client can
 be swapped for an async one later.
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,6 +32,13 @@ __all__ = ["LdapPool"]
 T = TypeVar("T")
 
 _RECONNECT = (ldap.SERVER_DOWN, ldap.CONNECT_ERROR)
+_REQUIRE_CERT = {
+    "demand": ldap.OPT_X_TLS_DEMAND,
+    "hard": ldap.OPT_X_TLS_HARD,
+    "allow": ldap.OPT_X_TLS_ALLOW,
+    "try": ldap.OPT_X_TLS_TRY,
+    "never": ldap.OPT_X_TLS_NEVER,
+}
 
 
 class LdapPool:
@@ -39,8 +52,18 @@ class LdapPool:
         *,
         size: int = 4,
         timeout: float = 10.0,
+        start_tls: bool = False,
+        tls_ca_file: str = "",
+        tls_require_cert: str = "demand",
+        initialize: Callable[[str], Any] | None = None,
     ) -> None:
+        if tls_require_cert not in _REQUIRE_CERT:
+            raise ValueError(f"tls_require_cert must be one of {sorted(_REQUIRE_CERT)}")
         self.url = url
+        self.start_tls = start_tls
+        self.tls_ca_file = tls_ca_file
+        self.tls_require_cert = tls_require_cert
+        self._initialize = initialize or (lambda u: ldap.initialize(u, bytes_mode=False))
         self.bind_dn = bind_dn
         self._password = password
         self.size = size
@@ -50,16 +73,51 @@ class LdapPool:
         self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether every connection is encrypted (LDAPS or StartTLS)."""
+        return self.url.lower().startswith("ldaps://") or self.start_tls
+
     def _connect(self) -> Any:
-        conn = ldap.initialize(self.url, bytes_mode=False)
+        conn = self._initialize(self.url)
         conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
         conn.set_option(ldap.OPT_REFERRALS, 0)
         conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.timeout)
         conn.set_option(ldap.OPT_TIMEOUT, self.timeout)
         conn.timeout = self.timeout  # python-ldap's per-call default for *_s methods
-        if self.bind_dn:
-            conn.simple_bind_s(self.bind_dn, self._password)
+        if self.encrypted:
+            conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, _REQUIRE_CERT[self.tls_require_cert])
+            if self.tls_ca_file:
+                conn.set_option(ldap.OPT_X_TLS_CACERTFILE, self.tls_ca_file)
+            conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)  # apply the options above
+        try:
+            if self.start_tls:
+                conn.start_tls_s()
+            if self.bind_dn:
+                conn.simple_bind_s(self.bind_dn, self._password)
+        except _RECONNECT as exc:
+            # libldap (GnuTLS) reports a failed certificate check as "Can't contact LDAP
+            # server": when the port answers TCP, say it was TLS.
+            if self.encrypted and self._tcp_reachable():
+                raise ldap.CONNECT_ERROR(
+                    {
+                        "desc": "TLS handshake failed",
+                        "info": "TLS: the server certificate was not verified or the "
+                        "handshake failed",
+                    }
+                ) from exc
+            raise
         return conn
+
+    def _tcp_reachable(self) -> bool:
+        parts = urllib.parse.urlsplit(self.url)
+        default = 636 if parts.scheme.lower() == "ldaps" else 389
+        try:
+            port = parts.port or default
+            with socket.create_connection((parts.hostname or "localhost", port), self.timeout):
+                return True
+        except (OSError, ValueError):
+            return False
 
     def _take(self) -> Any:
         with self._lock:

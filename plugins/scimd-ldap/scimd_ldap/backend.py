@@ -2,7 +2,8 @@
 
 Layout: ``<rdn>=<value>,<container>,<tenant base>`` where the tenant base is the configured
 ``base_dn`` (single tenant) or ``ou=<tenant>,<base_dn>`` (``multi_tenant = true``, created
-on first write). The SCIM ``id`` is ``entryUUID``. See ``scimd_ldap.mapping`` for what goes
+on first write). The SCIM ``id`` is ``entryUUID`` (``objectGUID`` with ``profile = "ad"``,
+see ``scimd_ldap.ad``). See ``scimd_ldap.mapping`` for what goes
 where.
 
 Writes are read-modify-write with a compare-and-swap on ``scimdVersion`` inside the same
@@ -20,10 +21,13 @@ memory over at most ``max_scan`` candidates (more is 400 tooMany).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
+import random
 import re
 import uuid
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,11 +53,21 @@ from scimd.query.evaluate import matches
 from scimd.query.planner import filterable_key
 from scimd.query.sort import sort_key
 from scimd.store.sqlite import etag_matches
+from scimd_ldap.ad import (
+    complete_ranges,
+    guid_filter_value,
+    guid_text,
+    uac_active,
+    uac_with_active,
+    unicode_pwd,
+)
 from scimd_ldap.adapter import LdapPool
 from scimd_ldap.compiler import compile_filter
 from scimd_ldap.errors import to_scim
 from scimd_ldap.mapping import (
     TypeMap,
+    ad_group_map,
+    ad_user_map,
     default_group_map,
     default_user_map,
     fold,
@@ -68,8 +82,9 @@ if TYPE_CHECKING:
 __all__ = ["LdapBackend"]
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_OPERATIONAL = ["*", "entryUUID", "createTimestamp", "modifyTimestamp"]
-_NOT_SHADOWED = frozenset({"id", "meta", "members", "groups"})
+_NOT_SHADOWED = frozenset({"id", "meta", "members", "groups", "password"})
+_UAC = "userAccountControl"
+_NEVER_READ = frozenset({"userpassword", "unicodepwd"})
 _RETRIES = 25
 
 Entry = tuple[str, dict[str, list[str]]]
@@ -80,7 +95,16 @@ class _Conflict(Exception):
 
 
 def _decode(attrs: Mapping[str, list[bytes]]) -> dict[str, list[str]]:
-    return {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in attrs.items()}
+    out: dict[str, list[str]] = {}
+    for k, vs in attrs.items():
+        low = k.lower()
+        if low in _NEVER_READ:
+            continue
+        if low == "objectguid":
+            out[k] = [guid_text(v) for v in vs if len(v) == 16]
+        else:
+            out[k] = [v.decode("utf-8", "replace") for v in vs]
+    return out
 
 
 def _first(attrs: Mapping[str, list[str]], name: str) -> str | None:
@@ -160,33 +184,76 @@ def _renamer(dn: str, rdn: str) -> Callable[[Any], None]:
 class LdapBackend(Backend):
     """SCIM Users and Groups in an LDAP directory (python-ldap behind ``LdapPool``)."""
 
-    def __init__(self, env: BackendEnv) -> None:
+    wants_plaintext_password = True
+    """The service hands the SCIM ``password`` over as given (not as an argon2id hash): the
+    directory stores and checks it (userPassword / unicodePwd). It is sent only over an
+    encrypted connection (unless ``allow_insecure_password``), never shadowed nor logged."""
+
+    def __init__(self, env: BackendEnv, *, initialize: Callable[[str], Any] | None = None) -> None:
         o = env.options
+        self.profile = str(o.get("profile") or "openldap").lower()
+        if self.profile not in {"openldap", "ad"}:
+            raise errors.ServiceUnavailable('storage.ldap.profile must be "openldap" or "ad"')
+        self.ad = self.profile == "ad"
+        self.id_attr = "objectGUID" if self.ad else "entryUUID"
+        self.read_attrs = (
+            ["*", "objectGUID", "whenCreated", "whenChanged"]
+            if self.ad
+            else ["*", "entryUUID", "createTimestamp", "modifyTimestamp"]
+        )
+        self.password_attr = str(
+            o.get("password_attribute") or ("unicodePwd" if self.ad else "userPassword")
+        )
+        self.allow_insecure_password = bool(o.get("allow_insecure_password", False))
         self.registry = env.registry
         self.base_dn = str(o.get("base_dn") or "")
         if not self.base_dn:
             raise errors.ServiceUnavailable("storage.ldap.base_dn is not set")
         self.multi_tenant = bool(o.get("multi_tenant", False))
-        self.shadow = bool(o.get("shadow", True))
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
+        # AD has no scimdResource class: the mapped attributes are the whole resource.
+        self.shadow = bool(o.get("shadow", True)) and not self.ad
         self.max_scan = int(o.get("max_scan", 10000))
         self.page_size = int(o.get("page_size", 500))
         self.timeout = float(o.get("timeout", 10.0))
         self.empty_member = str(o.get("empty_member", ""))
-        self.maps: dict[str, TypeMap] = {
-            "User": default_user_map(
-                str(o.get("users_container", "ou=people")),
-                external_id=o.get("external_id_attribute") or None,
-                active=o.get("active_attribute") or None,
-            ),
-            "Group": default_group_map(str(o.get("groups_container", "ou=groups"))),
-        }
-        self.pool = LdapPool(
-            str(o.get("url") or ""),
-            str(o.get("bind_dn") or ""),
-            str(o.get("bind_password") or ""),
-            size=int(o.get("pool_size", 4)),
-            timeout=self.timeout,
-        )
+        users = str(o.get("users_container", "ou=people"))
+        groups = str(o.get("groups_container", "ou=groups"))
+        if self.ad:
+            try:
+                user_map = ad_user_map(
+                    users,
+                    username=str(o.get("ad_username_attribute") or "sAMAccountName"),
+                    external_id=o.get("external_id_attribute") or None,
+                )
+            except ValueError as exc:
+                raise errors.ServiceUnavailable(f"storage.ldap: {exc}") from None
+            self.maps: dict[str, TypeMap] = {"User": user_map, "Group": ad_group_map(groups)}
+        else:
+            self.maps = {
+                "User": default_user_map(
+                    users,
+                    external_id=o.get("external_id_attribute") or None,
+                    active=o.get("active_attribute") or None,
+                ),
+                "Group": default_group_map(groups),
+            }
+        try:
+            self.pool = LdapPool(
+                str(o.get("url") or ""),
+                str(o.get("bind_dn") or ""),
+                str(o.get("bind_password") or ""),
+                size=int(o.get("pool_size", 4)),
+                timeout=self.timeout,
+                start_tls=bool(o.get("start_tls", False)),
+                tls_ca_file=str(o.get("tls_ca_file") or ""),
+                tls_require_cert=str(o.get("tls_require_cert") or "demand"),
+                initialize=initialize,
+            )
+        except ValueError as exc:
+            raise errors.ServiceUnavailable(f"storage.ldap: {exc}") from None
         filterable = {"id", "members.value"}
         for tmap in self.maps.values():
             filterable.update(a.scim.lower() for a in tmap.attrs)
@@ -234,10 +301,56 @@ class LdapBackend(Backend):
         return f"{tmap.container},{self._tenant_base(ctx)}"
 
     def _oc_filter(self, tmap: TypeMap) -> str:
-        return f"(objectClass={tmap.object_classes[-1]})"
+        return tmap.search_filter or f"(objectClass={tmap.object_classes[-1]})"
+
+    def _id_filter(self, rid: str) -> str:
+        if self.ad:
+            value = guid_filter_value(rid)
+            return f"(objectGUID={value})" if value else "(!(objectClass=*))"
+        return f"(entryUUID={escape_filter_chars(rid)})"
+
+    def _rid(self, attrs: Mapping[str, list[str]]) -> str | None:
+        return _first(attrs, self.id_attr)
+
+    def _view(self, attrs: Mapping[str, list[str]]) -> dict[str, list[str]]:
+        """``attrs`` as the mapping reads them (AD: userAccountControl as TRUE/FALSE)."""
+        out = dict(attrs)
+        if self.ad:
+            for k in list(out):
+                if k.lower() == _UAC.lower():
+                    out[k] = ["TRUE" if uac_active(_first(attrs, _UAC)) else "FALSE"]
+        return out
+
+    def _password_mod(self, resource: Mapping[str, Any]) -> tuple[str, list[bytes]] | None:
+        """The LDAP attribute and value setting ``resource``'s password, or None."""
+        password = resource.get("password")
+        if password is None:
+            return None
+        if not isinstance(password, str) or not password:
+            raise errors.InvalidValue("password must be a non-empty string")
+        if not self.pool.encrypted and not self.allow_insecure_password:
+            raise errors.Forbidden(
+                "Passwords are only sent to the directory over an encrypted connection "
+                "(ldaps:// or storage.ldap.start_tls)"
+            )
+        if self.password_attr.lower() == "unicodepwd":
+            return self.password_attr, [unicode_pwd(password)]
+        return self.password_attr, [password.encode()]
 
     def _search(self, base: str, flt: str, attrs: list[str], scope: int) -> Any:
-        limit, page_size, timeout = self.max_scan, self.page_size, self.timeout
+        limit, page_size, timeout, ranged = self.max_scan, self.page_size, self.timeout, self.ad
+
+        def complete(conn: Any, dn: str, raw: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
+            if not ranged or not any(";range=" in k.lower() for k in raw):
+                return raw
+
+            def fetch(wanted: str) -> Mapping[str, list[bytes]]:
+                res = conn.search_st(
+                    dn, ldap.SCOPE_BASE, "(objectClass=*)", [wanted], timeout=timeout
+                )
+                return res[0][1] if res else {}
+
+            return complete_ranges(fetch, raw)
 
         def go(conn: Any) -> list[Entry]:
             ctrl = SimplePagedResultsControl(True, size=page_size, cookie="")
@@ -250,7 +363,7 @@ class LdapBackend(Backend):
                     _, data, _, sctrls = conn.result3(msgid, timeout=timeout)
                 except ldap.NO_SUCH_OBJECT:
                     return out
-                out.extend((dn, _decode(a)) for dn, a in data if dn)
+                out.extend((dn, _decode(complete(conn, dn, a))) for dn, a in data if dn)
                 if len(out) > limit:
                     raise errors.TooMany(
                         f"More than {limit} directory entries match; narrow the filter"
@@ -265,9 +378,9 @@ class LdapBackend(Backend):
     async def _find(self, ctx: OpContext, tmap: TypeMap, rid: str) -> Entry:
         if not isinstance(rid, str) or not _UUID.match(rid):
             raise errors.NotFound(f"Resource {rid!r} not found")
-        flt = f"(&{self._oc_filter(tmap)}(entryUUID={escape_filter_chars(rid)}))"
+        flt = f"(&{self._oc_filter(tmap)}{self._id_filter(rid)})"
         found = await self._run(
-            self._search(self._container(ctx, tmap), flt, _OPERATIONAL, ldap.SCOPE_ONELEVEL)
+            self._search(self._container(ctx, tmap), flt, self.read_attrs, ldap.SCOPE_ONELEVEL)
         )
         if not found:
             raise errors.NotFound(f"Resource {rid!r} not found")
@@ -279,11 +392,11 @@ class LdapBackend(Backend):
         out: dict[str, str] = {}
         for start in range(0, len(wanted), 100):
             chunk = wanted[start : start + 100]
-            flt = "(|" + "".join(f"(entryUUID={escape_filter_chars(i)})" for i in chunk) + ")"
+            flt = "(|" + "".join(self._id_filter(i) for i in chunk) + ")"
             for dn, attrs in await self._run(
-                self._search(self._tenant_base(ctx), flt, ["entryUUID"], ldap.SCOPE_SUBTREE)
+                self._search(self._tenant_base(ctx), flt, [self.id_attr], ldap.SCOPE_SUBTREE)
             ):
-                out[(_first(attrs, "entryUUID") or "").lower()] = dn
+                out[(self._rid(attrs) or "").lower()] = dn
         return {i: out[i.lower()] for i in ids if i.lower() in out}
 
     async def _ids_of(self, dns: Sequence[str], cache: dict[str, tuple[str, str] | None]) -> None:
@@ -292,6 +405,7 @@ class LdapBackend(Backend):
         if not todo:
             return
         group_oc = self.maps["Group"].object_classes[-1].lower()
+        id_attr = self.id_attr
 
         def go(conn: Any) -> dict[str, tuple[str, str] | None]:
             found: dict[str, tuple[str, str] | None] = {}
@@ -301,7 +415,7 @@ class LdapBackend(Backend):
                         dn,
                         ldap.SCOPE_BASE,
                         "(objectClass=*)",
-                        ["entryUUID", "objectClass"],
+                        [id_attr, "objectClass"],
                         timeout=self.timeout,
                     )
                 except (ldap.NO_SUCH_OBJECT, ldap.INVALID_DN_SYNTAX):
@@ -313,7 +427,7 @@ class LdapBackend(Backend):
                     if group_oc in {c.lower() for c in _values(attrs, "objectClass")}
                     else "User"
                 )
-                rid = _first(attrs, "entryUUID")
+                rid = _first(attrs, id_attr)
                 found[_norm_dn(dn)] = (rid, kind) if rid else None
             return found
 
@@ -327,13 +441,13 @@ class LdapBackend(Backend):
             self._search(
                 self._container(ctx, gmap),
                 self._oc_filter(gmap),
-                ["entryUUID", "member", "scimdAttr", gmap.rdn],
+                [self.id_attr, "member", "scimdAttr", gmap.rdn],
                 ldap.SCOPE_ONELEVEL,
             )
         )
         for _dn, attrs in entries:
             ref = {
-                "value": _first(attrs, "entryUUID"),
+                "value": self._rid(attrs),
                 "display": self._group_name(attrs),
                 "type": "direct",
             }
@@ -360,14 +474,14 @@ class LdapBackend(Backend):
     ) -> dict[str, Any]:
         dn, attrs = entry
         tmap = self._map(rtype)
-        resource = overlay(tmap, _parse_shadow(_values(attrs, "scimdAttr")), attrs)
-        resource.setdefault("schemas", [rtype.schema])
-        resource["id"] = _first(attrs, "entryUUID")
+        resource = overlay(tmap, _parse_shadow(_values(attrs, "scimdAttr")), self._view(attrs))
+        resource.setdefault("schemas", [rtype.schema.id])
+        resource["id"] = self._rid(attrs)
         version = _first(attrs, "scimdVersion") or "0"
         resource["meta"] = {
             "resourceType": rtype.name,
-            "created": _timestamp(_first(attrs, "createTimestamp")),
-            "lastModified": _timestamp(_first(attrs, "modifyTimestamp")),
+            "created": _timestamp(_first(attrs, self.read_attrs[2])),
+            "lastModified": _timestamp(_first(attrs, self.read_attrs[3])),
             "version": f'W/"{version}"',
         }
         if rtype.name == "Group" and members:
@@ -400,12 +514,12 @@ class LdapBackend(Backend):
             self._search(
                 self._container(ctx, gmap),
                 flt,
-                ["entryUUID", "scimdAttr", gmap.rdn],
+                [self.id_attr, "scimdAttr", gmap.rdn],
                 ldap.SCOPE_ONELEVEL,
             )
         )
         refs = [
-            {"value": _first(a, "entryUUID"), "display": self._group_name(a), "type": "direct"}
+            {"value": self._rid(a), "display": self._group_name(a), "type": "direct"}
             for _, a in entries
         ]
         return {_norm_dn(dn): refs}
@@ -460,14 +574,19 @@ class LdapBackend(Backend):
         tmap = self._map(rtype)
         body = {k: v for k, v in resource.items() if k not in _NOT_SHADOWED}
         mapped = to_ldap(tmap, body)
+        if self.ad and _UAC in mapped:
+            mapped[_UAC] = [uac_with_active(None, mapped[_UAC][0] == "TRUE")]
+        password = self._password_mod(resource) if rtype.name == "User" else None
         attrs: dict[str, list[str]] = {"objectClass": list(tmap.object_classes), **mapped}
         if self.shadow:
             attrs["objectClass"].append("scimdResource")
             attrs["scimdAttr"] = _shadow_values(body)
             attrs["scimdVersion"] = ["1"]
         if rtype.name == "Group":
-            attrs["member"] = await self._member_dns(ctx, resource) or [self.empty_member]
+            attrs["member"] = await self._member_dns(ctx, resource) or self._no_members()
         modlist = [(k, [v.encode() for v in vs]) for k, vs in attrs.items() if vs]
+        if password:
+            modlist.append(password)
         container = self._container(ctx, tmap)
         keys: list[str | None] = [None]
         if self.shadow and not self._rdn_unique(rtype, tmap):
@@ -481,8 +600,14 @@ class LdapBackend(Backend):
             except errors.Uniqueness:
                 if key == keys[-1]:
                     raise self._uniqueness(rtype, tmap) from None
-        found = await self._run(self._search(dn, "(objectClass=*)", _OPERATIONAL, ldap.SCOPE_BASE))
+        found = await self._run(
+            self._search(dn, "(objectClass=*)", self.read_attrs, ldap.SCOPE_BASE)
+        )
         return await self._load(ctx, rtype, found[0])
+
+    def _no_members(self) -> list[str]:
+        """The ``member`` values of an empty group (groupOfNames needs one; AD none)."""
+        return [] if self.ad else [self.empty_member]
 
     async def _add(self, ctx: OpContext, dn: str, modlist: list[Any]) -> None:
         try:
@@ -507,8 +632,32 @@ class LdapBackend(Backend):
         if_match: str | None,
         compute: Any,
     ) -> dict[str, Any]:
+        # Writers to one entry in this process queue up (the version CAS still guards
+        # against other processes and direct directory changes).
+        async with self._entry_lock(ctx.tenant, rid):
+            return await self._write_locked(ctx, rtype, rid, if_match, compute)
+
+    def _entry_lock(self, tenant: str, rid: str) -> asyncio.Lock:
+        key = (tenant, rid.lower() if isinstance(rid, str) else str(rid))
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    async def _write_locked(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        if_match: str | None,
+        compute: Any,
+    ) -> dict[str, Any]:
         tmap = self._map(rtype)
-        for _ in range(_RETRIES):
+        for attempt in range(_RETRIES):
+            if attempt:
+                # Lost a race on scimdVersion: back off (jittered, bounded) so a crowd of
+                # writers to one entry (e.g. 50 member adds to a group) spreads out.
+                await asyncio.sleep(random.uniform(0, min(0.05, 0.001 * 2**attempt)))  # noqa: S311
             dn, attrs = await self._find(ctx, tmap, rid)
             version = int(_first(attrs, "scimdVersion") or 0)
             if if_match is not None and not etag_matches(if_match, version):
@@ -537,6 +686,7 @@ class LdapBackend(Backend):
         version: int,
     ) -> None:
         body = {k: v for k, v in new.items() if k not in _NOT_SHADOWED}
+        password = self._password_mod(new) if rtype.name == "User" else None  # before any write
         new_ldap = to_ldap(tmap, body)
         new_rdn = new_ldap.get(tmap.rdn, [])
         renamed_from: str | None = None
@@ -562,13 +712,22 @@ class LdapBackend(Backend):
             a: _values(attrs, a)
             for a in set(new_ldap) | {m.ldap for m in tmap.attrs} | set(tmap.fillers)
         }
+        if self.ad and tmap.ldap_of("active") == _UAC:
+            if _UAC in new_ldap:
+                new_ldap[_UAC] = [uac_with_active(_first(attrs, _UAC), new_ldap[_UAC][0] == "TRUE")]
+            else:  # no active in the new state: the account's flags stay as they are
+                new_ldap[_UAC] = _values(attrs, _UAC)
         for attr, old_values in sorted(old_ldap.items()):
             if attr.lower() == tmap.rdn.lower():
+                continue
+            if self.ad and attr == _UAC:  # single-valued flags: one replace
+                if new_ldap.get(_UAC) and new_ldap[_UAC] != old_values:
+                    mods.append((ldap.MOD_REPLACE, _UAC, [new_ldap[_UAC][0].encode()]))
                 continue
             mods += _diff(attr, old_values, new_ldap.get(attr, []))
         if rtype.name == "Group":
             old_members = _values(attrs, "member")
-            wanted = await self._member_dns(ctx, new) or [self.empty_member]
+            wanted = await self._member_dns(ctx, new) or self._no_members()
             old_norm = {_norm_dn(d): d for d in old_members}
             new_norm = {_norm_dn(d): d for d in wanted}
             gone = [d for n, d in old_norm.items() if n not in new_norm]
@@ -577,6 +736,8 @@ class LdapBackend(Backend):
                 mods.append((ldap.MOD_ADD, "member", [d.encode() for d in added]))
             if gone:
                 mods.append((ldap.MOD_DELETE, "member", [d.encode() for d in gone]))
+        if password:
+            mods.append((ldap.MOD_REPLACE, password[0], password[1]))
         if self.shadow:
             mods += _diff("scimdAttr", sorted(_values(attrs, "scimdAttr")), _shadow_values(body))
             if version:
@@ -669,10 +830,12 @@ class LdapBackend(Backend):
         def resolve(path: AttrPath) -> str | None:
             key = filterable_key(path)
             if key == "id":
-                return "entryUUID"
+                return self.id_attr
             for a in tmap.attrs:
                 if a.scim.lower() == key:
-                    return a.ldap
+                    # AD's active is a bit in userAccountControl: no LDAP equality narrows
+                    # it faithfully, so it is checked on the candidates only.
+                    return None if self.ad and a.ldap == _UAC else a.ldap
             return None
 
         return resolve
@@ -685,7 +848,7 @@ class LdapBackend(Backend):
             if pushed:
                 flt = f"(&{flt}{pushed})"
         entries = await self._run(
-            self._search(self._container(ctx, tmap), flt, _OPERATIONAL, ldap.SCOPE_ONELEVEL)
+            self._search(self._container(ctx, tmap), flt, self.read_attrs, ldap.SCOPE_ONELEVEL)
         )
         groups = await self._groups_by_member(ctx) if rtype.name == "User" else None
         cache: dict[str, tuple[str, str] | None] = {}

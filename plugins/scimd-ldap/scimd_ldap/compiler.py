@@ -17,6 +17,7 @@ from collections.abc import Callable
 from ldap.filter import escape_filter_chars  # type: ignore[import-untyped]
 
 from scimd.query.ast import And, AttrPath, Comparison, Filter, Not, Or, Present, ValuePath
+from scimd_ldap.ad import guid_filter_value
 
 __all__ = ["compile_filter"]
 
@@ -33,6 +34,10 @@ def _esc(value: str) -> str:
 def _comparison(f: Comparison, attr: str) -> str | None:
     if not isinstance(f.value, str) or f.value == "":
         return None
+    if attr.lower() == "objectguid":
+        # Binary on AD: the GUID's bytes (little-endian layout), each escaped.
+        guid = guid_filter_value(f.value) if f.op == "eq" else None
+        return f"({attr}={guid})" if guid else None
     if attr.lower() in _UUID_ATTRS:
         # No substring rule on UUIDs: only equality narrows faithfully.
         return f"({attr}={_esc(f.value)})" if f.op == "eq" else None

@@ -68,10 +68,29 @@ LDAP_ERRORS: dict[type[ldap.LDAPError], Callable[[], ScimError]] = {
 """Exact python-ldap exception classes (one per result code)."""
 
 
+def _tls_failure(exc: BaseException) -> bool:
+    args = getattr(exc, "args", ())
+    detail = args[0] if args and isinstance(args[0], dict) else {}
+    text = f"{detail.get('info', '')} {detail.get('desc', '')}".lower()
+    return "certificate" in text or "tls" in text or "ssl" in text
+
+
 def to_scim(exc: BaseException) -> ScimError:
     """What ``exc`` (raised by python-ldap or the socket) means for the request."""
     if isinstance(exc, ScimError):
         return exc
+    from scimd_ldap.ad import ad_error
+
+    refined = ad_error(exc)
+    if refined is not None:
+        return refined
+    if isinstance(exc, ldap.SERVER_DOWN | ldap.CONNECT_ERROR) and _tls_failure(exc):
+        log.error("LDAP TLS handshake failed: %r", exc)
+        return ServiceUnavailable(
+            "The directory's TLS certificate could not be verified (check storage.ldap."
+            "tls_ca_file and the server certificate)",
+            retry_after=RETRY_AFTER,
+        )
     factory = LDAP_ERRORS.get(type(exc))
     if factory is not None:
         return factory()

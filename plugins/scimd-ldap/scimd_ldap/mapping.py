@@ -25,6 +25,8 @@ __all__ = [
     "ENTERPRISE_URN",
     "AttrMap",
     "TypeMap",
+    "ad_group_map",
+    "ad_user_map",
     "default_group_map",
     "default_user_map",
     "fold",
@@ -52,6 +54,8 @@ class TypeMap:
     container: str
     """The container's RDN sequence relative to the (tenant) base DN, e.g. ``ou=people``."""
     attrs: tuple[AttrMap, ...]
+    search_filter: str = ""
+    """The RFC 4515 filter selecting this type's entries (default: the last object class)."""
     fillers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Required LDAP attributes without a SCIM value: the first SCIM path with a value
     (e.g. ``cn`` from ``displayName`` then ``userName``)."""
@@ -105,6 +109,56 @@ def default_group_map(container: str = "ou=groups") -> TypeMap:
         rdn_scim="displayName",
         container=container,
         attrs=(AttrMap("displayName", "cn"),),
+    )
+
+
+def ad_user_map(
+    container: str = "CN=Users",
+    *,
+    username: str = "sAMAccountName",
+    external_id: str | None = None,
+) -> TypeMap:
+    """Active Directory ``user``: userName in ``username`` (sAMAccountName or
+    userPrincipalName), RDN ``CN`` = userName, ``active`` = not ACCOUNTDISABLE in
+    userAccountControl (converted by the backend, other bits kept)."""
+    if username.lower() not in {"samaccountname", "userprincipalname"}:
+        raise ValueError("ad_username_attribute must be sAMAccountName or userPrincipalName")
+    attrs = [
+        AttrMap("userName", username),
+        AttrMap("name.givenName", "givenName"),
+        AttrMap("name.familyName", "sn"),
+        AttrMap("displayName", "displayName"),
+        AttrMap("emails.value", "mail"),
+        AttrMap("phoneNumbers.value", "telephoneNumber"),
+        AttrMap("title", "title"),
+        AttrMap(f"{ENTERPRISE_URN}:employeeNumber", "employeeNumber"),
+        AttrMap(f"{ENTERPRISE_URN}:department", "department"),
+        AttrMap("active", "userAccountControl"),
+    ]
+    if external_id:
+        attrs.append(AttrMap("externalId", external_id))
+    return TypeMap(
+        resource_type="User",
+        object_classes=("top", "person", "organizationalPerson", "user"),
+        rdn="cn",
+        rdn_scim="userName",
+        container=container,
+        attrs=tuple(attrs),
+        search_filter="(&(objectCategory=person)(objectClass=user))",
+        fillers={"cn": ("userName",)},
+    )
+
+
+def ad_group_map(container: str = "CN=Users") -> TypeMap:
+    """Active Directory ``group`` (``member`` DNs, read with range retrieval)."""
+    return TypeMap(
+        resource_type="Group",
+        object_classes=("top", "group"),
+        rdn="cn",
+        rdn_scim="displayName",
+        container=container,
+        attrs=(AttrMap("displayName", "cn"),),
+        search_filter="(objectClass=group)",
     )
 
 

@@ -23,7 +23,8 @@ class LdapFactory:
         "LDAP bridge (OpenLDAP inetOrgPerson/groupOfNames; python-ldap behind an async pool); "
         "options: url, bind_dn, bind_password, base_dn, users_container, groups_container, "
         "multi_tenant, shadow, external_id_attribute, active_attribute, pool_size, timeout, "
-        "page_size, max_scan, max_results, empty_member"
+        "page_size, max_scan, max_results, empty_member, profile, ad_username_attribute, "
+        "password_attribute, allow_insecure_password, start_tls, tls_ca_file, tls_require_cert"
     )
 
     def __call__(self, env: BackendEnv) -> Backend:
@@ -83,4 +84,44 @@ def scimd_setting_declarations() -> list[SettingSpec]:
         ),
         spec("max_results", "int", 1000, "Largest page served.", minimum=1),
         spec("empty_member", "str", "", "member value standing for 'no members' (groupOfNames)."),
+        spec(
+            "profile",
+            "str",
+            "openldap",
+            "Directory flavour: openldap (inetOrgPerson/groupOfNames, entryUUID) or ad "
+            "(Active Directory user/group, objectGUID, userAccountControl, ranged member, "
+            "unicodePwd; no shadow).",
+            choices=("openldap", "ad"),
+        ),
+        spec(
+            "ad_username_attribute",
+            "str",
+            "sAMAccountName",
+            "With profile = ad: the attribute holding userName.",
+            choices=("sAMAccountName", "userPrincipalName"),
+        ),
+        spec(
+            "password_attribute",
+            "str",
+            "",
+            "Where SCIM password goes (empty: userPassword, or unicodePwd with profile = ad).",
+        ),
+        spec(
+            "allow_insecure_password",
+            "bool",
+            False,
+            "Send passwords over an unencrypted connection (tests only; otherwise a password "
+            "write without ldaps:// or start_tls is refused with 403).",
+        ),
+        spec("start_tls", "bool", False, "StartTLS on ldap:// connections."),
+        spec(
+            "tls_ca_file", "str", "", "CA certificates (PEM) verifying the server (ldaps/StartTLS)."
+        ),
+        spec(
+            "tls_require_cert",
+            "str",
+            "demand",
+            "Server certificate check: demand (default), hard, try, allow or never.",
+            choices=("demand", "hard", "try", "allow", "never"),
+        ),
     ]

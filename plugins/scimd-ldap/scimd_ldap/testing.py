@@ -3,8 +3,11 @@
 ``SlapdServer`` writes a cn=config LDIF into a temporary directory (back_mdb, suffix
 ``dc=example,dc=org``, a root DN with a password, the core/cosine/inetorgperson/nis schemas
 from ``/etc/ldap/schema`` plus scimd's own auxiliary schema), loads it with
-``slapadd -n0``, starts ``slapd -d 0 -h ldap://127.0.0.1:<free port>/ -F <confdir>`` in the
-foreground as a child process, waits until it answers a bind, loads the base entries
+``slapadd -n0``, starts ``slapd -d 0 -h "ldap://127.0.0.1:<port>/ ldaps://127.0.0.1:<port2>/"
+-F <confdir>`` in the foreground as a child process (TLS: a throwaway CA and a server
+certificate for 127.0.0.1/localhost made with ``cryptography``, ``ca_file``; StartTLS on
+the ldap:// port, LDAPS on ``ldaps_url``; ``other_ca_file`` is a CA that did not sign it),
+waits until it answers a bind, loads the base entries
 (``ou=people``, ``ou=groups``) and removes everything on ``stop()``.
 
 ``slapd_server`` is a session-scoped pytest fixture built on it: import it into a
@@ -54,11 +57,88 @@ def _free_port() -> int:
         return port
 
 
-def _config_ldif(db_dir: Path) -> str:
+def make_tls_files(directory: Path) -> tuple[Path, Path, Path, Path]:
+    """A throwaway CA, a server certificate it signs (SAN 127.0.0.1, ::1, localhost) with
+    its key, and an unrelated second CA: ``(ca, cert, key, other_ca)`` PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+    validity = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=2))
+
+    def ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(validity[0])
+            .not_valid_after(validity[1])
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return cert, key
+
+    ca_cert, ca_key = ca("scimd test CA")
+    other_cert, _ = ca("scimd unrelated CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                    x509.DNSName("localhost"),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = (directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    paths[0].write_bytes(ca_cert.public_bytes(pem))
+    paths[1].write_bytes(cert.public_bytes(pem))
+    paths[2].write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    other = directory / "other-ca.pem"
+    other.write_bytes(other_cert.public_bytes(pem))
+    return paths[0], paths[1], paths[2], other
+
+
+def _config_ldif(db_dir: Path, tls: tuple[Path, Path, Path] | None = None) -> str:
     module_dir = next((d for d in MODULE_DIRS if Path(d, "back_mdb.la").exists()), None)
-    parts = [
-        "dn: cn=config\nobjectClass: olcGlobal\ncn: config\n",
-    ]
+    glob = "dn: cn=config\nobjectClass: olcGlobal\ncn: config\n"
+    if tls:
+        glob += (
+            f"olcTLSCACertificateFile: {tls[0]}\nolcTLSCertificateFile: {tls[1]}\n"
+            f"olcTLSCertificateKeyFile: {tls[2]}\n"
+        )
+    parts = [glob]
     if module_dir:
         parts.append(
             "dn: cn=module{0},cn=config\nobjectClass: olcModuleList\ncn: module{0}\n"
@@ -113,12 +193,19 @@ class SlapdServer:
     def __init__(self) -> None:
         self.root: Path | None = None
         self.port = 0
+        self.ldaps_port = 0
+        self.ca_file = ""
+        self.other_ca_file = ""
         self.process: subprocess.Popen[bytes] | None = None
         self._counter = itertools.count(1)
 
     @property
     def url(self) -> str:
         return f"ldap://127.0.0.1:{self.port}"
+
+    @property
+    def ldaps_url(self) -> str:
+        return f"ldaps://127.0.0.1:{self.ldaps_port}"
 
     def start(self, timeout: float = 30.0) -> None:
         slapd, slapadd = _tool("slapd"), _tool("slapadd")
@@ -128,7 +215,9 @@ class SlapdServer:
             conf, db = root / "slapd.d", root / "db"
             conf.mkdir()
             db.mkdir()
-            (root / "config.ldif").write_text(_config_ldif(db))
+            ca, cert, key, other = make_tls_files(root)
+            self.ca_file, self.other_ca_file = str(ca), str(other)
+            (root / "config.ldif").write_text(_config_ldif(db, (ca, cert, key)))
             proc = subprocess.run(  # noqa: S603
                 [slapadd, "-n0", "-F", str(conf), "-l", str(root / "config.ldif")],
                 capture_output=True,
@@ -139,10 +228,11 @@ class SlapdServer:
             if proc.returncode != 0:
                 raise SlapdUnavailable(f"slapadd -n0 failed: {proc.stderr.strip()}")
             self.port = _free_port()
+            self.ldaps_port = _free_port()
             log = (root / "slapd.log").open("wb")
             # -d 0: stay in the foreground (a child we can stop) without debug output.
             self.process = subprocess.Popen(  # noqa: S603
-                [slapd, "-d", "0", "-h", f"{self.url}/", "-F", str(conf)],
+                [slapd, "-d", "0", "-h", f"{self.url}/ {self.ldaps_url}/", "-F", str(conf)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

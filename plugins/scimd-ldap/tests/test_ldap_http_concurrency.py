@@ -1,0 +1,5 @@
+"""Core ``tests/test_http_concurrency.py`` against the ``ldap`` backend on slapd."""
+
+from tests._core import reuse
+
+TESTS = reuse("test_http_concurrency", globals())

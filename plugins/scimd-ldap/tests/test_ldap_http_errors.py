@@ -1,0 +1,5 @@
+"""Core ``tests/test_http_errors.py`` against the ``ldap`` backend on slapd."""
+
+from tests._core import reuse
+
+TESTS = reuse("test_http_errors", globals())
