@@ -38,8 +38,9 @@ from scimd.events import EventEmitter, make_event
 from scimd.patch import parse_patch_request
 from scimd.query.ast import AttrPath, Filter
 from scimd.query.evaluate import matches
+from scimd.query.filter_cache import FilterCache
 from scimd.query.paging import CursorCodec, clamp_index, query_fingerprint
-from scimd.query.parse import parse_attr_path, parse_filter
+from scimd.query.parse import parse_attr_path
 from scimd.query.planner import plan
 from scimd.query.sort import sort_key
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
@@ -117,7 +118,7 @@ class Service:
         self._hasher = password_hasher or PasswordHasher()
         self._cursor_codec: CursorCodec | None = None
         self._cursor_lock = asyncio.Lock()
-        self._filters: dict[tuple[str, str], Filter] = {}
+        self._filters = FilterCache(_FILTER_CACHE_SIZE)
         self._default_loads: dict[str, tuple[bool, bool]] = {}
         self._emails = EmailGuard(self)
         """scim.unique_email: the normalised primary email is unique per tenant."""
@@ -419,14 +420,8 @@ class Service:
     def _parse_filter(self, text: str, rtype: ResourceType) -> Filter:
         # Clients repeat the same filters (Entra/Okta poll userName eq ...); the AST is
         # immutable, so parsed trees are shared. Bounded: cleared when full.
-        key = (rtype.name, text)
-        found = self._filters.get(key)
-        if found is None:
-            found = parse_filter(text, rtype)
-            if len(self._filters) >= _FILTER_CACHE_SIZE:
-                self._filters.clear()
-            self._filters[key] = found
-        return found
+        # By shape too: ``userName eq "<each user>"`` is parsed once (FilterCache).
+        return self._filters.parse(text, rtype)
 
     def _window(self, params: ListParams) -> tuple[int, int]:
         """(startIndex, count) per RFC 7644 3.4.2.4, count capped at ``maxResults``."""

@@ -156,7 +156,9 @@ async def test_a_short_first_page_is_its_own_total(store: SQLiteBackend) -> None
         page = await store.query(ctx(), user_type(), Query(filter=flt, paging=paging, count=10))
         assert page.total_results == 1 and len(page.resources) == 1
     assert any("attr_values" in sql for sql in seen), seen
-    assert not any("count(*)" in sql for sql in seen), seen
+    # No counting statement: the index page counts within its one statement (window
+    # over the matches it reads anyway), the cursor page's rows are the total.
+    assert not any(sql.startswith("SELECT count(*)") for sql in seen), seen
     # a full page still counts, exactly
     flt = parse_filter('userName sw "user"', user_type())
     page = await store.query(ctx(), user_type(), Query(filter=flt, count=2))

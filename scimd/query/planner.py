@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scimd.backend import Capabilities
+from scimd.backend import ALL_FILTER_OPS, Capabilities
 from scimd.query.ast import And, AttrPath, Comparison, Filter, Not, Or, Present, ValuePath
 
 __all__ = ["Plan", "explain", "filterable_key", "plan", "supports"]
@@ -136,6 +136,20 @@ def _join(items: list[Filter]) -> Filter | None:
     return node
 
 
+_ALL_LOGIC = frozenset({"and", "or", "not"})
+
+
+def _supports_everything(caps: Capabilities) -> bool:
+    """Every operator, logical operator, valuePath and attribute: nothing is residual
+    and ``ne`` needs no rewrite."""
+    return (
+        caps.filterable is None
+        and caps.value_path
+        and caps.filter_ops >= ALL_FILTER_OPS
+        and caps.logic >= _ALL_LOGIC
+    )
+
+
 def plan(f: Filter | None, caps: Capabilities) -> Plan:
     """Split ``f`` into the part ``caps`` allows the backend to evaluate and the rest.
 
@@ -144,6 +158,10 @@ def plan(f: Filter | None, caps: Capabilities) -> Plan:
     """
     if f is None:
         return Plan(None, None)
+    if _supports_everything(caps):
+        # The embedded and PostgreSQL stores: the whole filter is pushed as it is (the
+        # per-request hot path of every filtered list, so no walk of the tree).
+        return Plan(f, None)
     pushed: list[Filter] = []
     residual: list[Filter] = []
     reasons: list[str] = []
