@@ -92,7 +92,6 @@ def scimd_setting_declarations() -> list[SettingSpec]:
 
     .. versionadded:: 0.1
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -108,7 +107,6 @@ def scimd_backends() -> list[BackendFactory]:
 
     .. versionadded:: 0.1
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -122,7 +120,6 @@ def scimd_state_stores() -> list[StateStoreFactory]:
 
     .. versionadded:: 0.1
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -136,7 +133,6 @@ def scimd_schemas() -> list[Path]:
 
     .. versionadded:: 0.1
     """
-    raise NotImplementedError
 
 
 @hookspec
@@ -149,7 +145,6 @@ def scimd_event_sinks() -> list[EventSink]:
 
     .. versionadded:: 0.1
     """
-    raise NotImplementedError
 
 
 @hookspec

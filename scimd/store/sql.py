@@ -19,6 +19,7 @@ Group ``members`` and User ``groups`` are not in ``attr_values``: they live in t
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -431,14 +432,16 @@ def _selectivity_rank(defn: AttributeDef) -> int:
     return 1
 
 
-class _Elem:
+class _Elem(ABC):
     """One element of a multi-valued (or complex) attribute, inside a valuePath."""
 
+    @abstractmethod
     def any_value(self, c: FilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
-        raise NotImplementedError
+        """SQL that is true when some value of ``defn`` in this element matches."""
 
+    @abstractmethod
     def present(self, c: FilterCompiler, defn: AttributeDef) -> str:
-        raise NotImplementedError
+        """SQL that is true when ``defn`` has a value in this element."""
 
 
 class _ValueElem(_Elem):

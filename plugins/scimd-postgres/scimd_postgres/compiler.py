@@ -15,6 +15,7 @@ prefix range on it, ``co``/``ew`` an escaped ``LIKE`` served by the pg_trgm GIN 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -295,12 +296,16 @@ class PgFilterCompiler:
         return None
 
 
-class _Elem:
-    def any_value(self, c: PgFilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
-        raise NotImplementedError
+class _Elem(ABC):
+    """One element of a multi-valued (or complex) attribute, inside a valuePath."""
 
+    @abstractmethod
+    def any_value(self, c: PgFilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
+        """SQL that is true when some value of ``defn`` in this element matches."""
+
+    @abstractmethod
     def present(self, c: PgFilterCompiler, defn: AttributeDef) -> str:
-        raise NotImplementedError
+        """SQL that is true when ``defn`` has a value in this element."""
 
 
 class _ValueElem(_Elem):
