@@ -273,39 +273,33 @@ class PluginManager:
 
     def _collect_backends(self) -> dict[str, tuple[BackendFactory, str]]:
         if self._backends is None:
-            found: dict[str, tuple[BackendFactory, str]] = {}
-            for reg in self._registered.values():
-                reg.backends = []
-            for plugin_name, factories in self._per_plugin("scimd_backends"):
-                for f in factories:
-                    _check_factory(plugin_name, "scimd_backends", f)
-                    if f.name in found:
-                        raise PluginError(
-                            f"backend {f.name!r} is provided by both {found[f.name][1]!r} and "
-                            f"{plugin_name!r}; block one of them with plugins.block"
-                        )
-                    found[f.name] = (f, plugin_name)
-                    self._registered[plugin_name].backends.append(f)
-            self._backends = found
+            self._backends = self._collect_factories("scimd_backends", "backend", "backends")
         return self._backends
 
     def _collect_state_stores(self) -> dict[str, tuple[StateStoreFactory, str]]:
         if self._state_stores is None:
-            found: dict[str, tuple[StateStoreFactory, str]] = {}
-            for reg in self._registered.values():
-                reg.state_stores = []
-            for plugin_name, factories in self._per_plugin("scimd_state_stores"):
-                for f in factories:
-                    _check_factory(plugin_name, "scimd_state_stores", f)
-                    if f.name in found:
-                        raise PluginError(
-                            f"state store {f.name!r} is provided by both {found[f.name][1]!r} "
-                            f"and {plugin_name!r}; block one of them with plugins.block"
-                        )
-                    found[f.name] = (f, plugin_name)
-                    self._registered[plugin_name].state_stores.append(f)
-            self._state_stores = found
+            self._state_stores = self._collect_factories(
+                "scimd_state_stores", "state store", "state_stores"
+            )
         return self._state_stores
+
+    def _collect_factories(self, hook: str, what: str, field: str) -> dict[str, tuple[Any, str]]:
+        """Named factories from every plugin's ``hook``, each name provided once; also
+        records them on the plugin's registration (``field``) for ``scimd plugins``."""
+        found: dict[str, tuple[Any, str]] = {}
+        for reg in self._registered.values():
+            setattr(reg, field, [])
+        for plugin_name, factories in self._per_plugin(hook):
+            for f in factories:
+                _check_factory(plugin_name, hook, f)
+                if f.name in found:
+                    raise PluginError(
+                        f"{what} {f.name!r} is provided by both {found[f.name][1]!r} and "
+                        f"{plugin_name!r}; block one of them with plugins.block"
+                    )
+                found[f.name] = (f, plugin_name)
+                getattr(self._registered[plugin_name], field).append(f)
+        return found
 
 
 def _check_factory(plugin_name: str, hook: str, factory: Any) -> None:

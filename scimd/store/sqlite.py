@@ -417,16 +417,13 @@ class SQLiteBackend:
     # ------------------------------------------------------------------ plumbing
 
     async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
-        pool = self._rpool
-        if pool is None:
-            raise ServiceUnavailable("The embedded store is not started")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
-        except sqlite3.Error as exc:
-            raise self._translate(exc) from exc
+        return await self._run(self._rpool, fn, *args)
 
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
-        pool = self._wpool
+        return await self._run(self._wpool, fn, *args)
+
+    async def _run(self, pool: ThreadPoolExecutor | None, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` on a reader or the writer thread; SQLite errors become SCIM errors."""
         if pool is None:
             raise ServiceUnavailable("The embedded store is not started")
         try:
