@@ -5,7 +5,7 @@ HTTP-Redirect, the ``exampleauth:UserPass`` login form, the auto-POST form carry
 signed ``SAMLResponse``).
 
 Needs the Debian packages ``simplesamlphp php-cli php-xml php-mbstring php-curl``; when
-they are missing the fixture fails (never skips).
+they are missing the fixture fails under CI=true and is skipped, naming the packages, elsewhere.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -196,10 +197,15 @@ class SimpleSamlIdp:
     async def start(self) -> None:
         php = shutil.which("php")
         if php is None or not (SIMPLESAML_ROOT / "www").is_dir():
-            raise RuntimeError(
+            # The project's rule for services: a failure in CI, a reasoned skip elsewhere
+            # (so that `make test` passes on a machine with only Python).
+            message = (
                 "SimpleSAMLphp is not installed: apt-get install -y simplesamlphp php-cli "
                 "php-xml php-mbstring php-curl"
             )
+            if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
         conf = self._write_config()
         env = {**os.environ, "SIMPLESAMLPHP_CONFIG_DIR": str(conf)}
         with (self.tmp / "php.out").open("wb") as out:
