@@ -1,11 +1,16 @@
 """LDAP bridge bench: 10,000 users in a throwaway slapd next to the embedded store.
 
-    python -m bench.ldap [--users 10000] [--requests 200] [--seconds 20]
+    python -m bench.ldap [--users 10000] [--requests 200] [--seconds 5]
+                        [--server-side-sort auto|off]
 
 For each backend (embedded SQLite, ldap on slapd over loopback) the app runs in-process
 behind aiohttp's test server (real HTTP on 127.0.0.1) and serves, one request at a time:
 GET /Users/{id}, GET /Users?filter=userName eq "...", a paged list (count=100 at a random
-startIndex) and POST /Users. Each loop is bounded by ``--requests`` and ``--seconds``.
+startIndex), the same sorted by userName descending, and POST /Users. Each loop is bounded
+by ``--requests`` and ``--seconds`` (so the whole run takes about seeding + 10 loops x
+``--seconds`` at most). The slapd has the sssvlv overlay: with ``--server-side-sort auto``
+(the default) the bridge pages lists with server-side sort + VLV, with ``off`` it reads
+the container and sorts in memory (``max_scan`` raised to fit).
 For the bridge, the time spent inside LDAP calls is measured at the adapter
 (``LdapPool.run``) and the bridge's own overhead per request = total - LDAP time.
 Needs slapd (``apt-get install slapd ldap-utils``) and the scimd-ldap plugin installed.
@@ -155,10 +160,10 @@ async def run_backend(
             ldap_clock = [0.0]
             original = pool.run
 
-            async def timed(fn: Any) -> Any:
+            async def timed(fn: Any, **kw: Any) -> Any:
                 t0 = time.perf_counter()
                 try:
-                    return await original(fn)
+                    return await original(fn, **kw)
                 finally:
                     ldap_clock[0] += time.perf_counter() - t0
 
@@ -185,6 +190,15 @@ async def run_backend(
             await r.read()
             return r.status
 
+        async def sorted_page(i: int) -> int:
+            start = rnd.randrange(1, users - 100)
+            r = await client.get(
+                f"{base}/Users?sortBy=userName&sortOrder=descending&startIndex={start}&count=100",
+                headers=headers,
+            )
+            await r.read()
+            return r.status
+
         async def create(i: int) -> int:
             body = {"schemas": [USER], "userName": f"new-{name}-{i}", "displayName": "New"}
             r = await client.post(f"{base}/Users", json=body, headers=headers)
@@ -195,7 +209,8 @@ async def run_backend(
         for op, fn, n in (
             ("GET /Users/{id}", get_by_id, requests),
             ("userName eq", by_name, requests),
-            ("paged list (count=100)", paged, max(5, requests // 10)),
+            ("paged list (count=100)", paged, max(5, requests // 4)),
+            ("sorted page (count=100)", sorted_page, max(5, requests // 4)),
             ("POST /Users", create, requests),
         ):
             rows.append(await measure(name, op, fn, n, seconds, ldap_clock))
@@ -208,7 +223,8 @@ async def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=10_000)
     ap.add_argument("--requests", type=int, default=200)
-    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seconds", type=float, default=5.0, help="bound of each loop")
+    ap.add_argument("--server-side-sort", choices=("auto", "off"), default="auto")
     args = ap.parse_args(argv)
     import scimd_ldap.plugin
     from scimd_ldap.testing import ROOT_DN, ROOT_PASSWORD, SlapdServer
@@ -230,6 +246,7 @@ async def main(argv: list[str] | None = None) -> None:
                         "base_dn": base,
                         "max_scan": max(20_000, args.users * 2),
                         "pool_size": 4,
+                        "server_side_sort": args.server_side_sort,
                     }
                 },
             )
@@ -251,7 +268,10 @@ async def main(argv: list[str] | None = None) -> None:
             )
     finally:
         server.stop()
-    print(f"{args.users} users; sequential requests over loopback HTTP")
+    print(
+        f"{args.users} users; sequential requests over loopback HTTP; "
+        f"ldap server_side_sort={args.server_side_sort}"
+    )
     head = ("backend", "operation", "n", "err", "mean ms", "p95 ms", "LDAP ms", "bridge ms")
     print(f"{head[0]:9} {head[1]:24} " + " ".join(f"{h:>9}" for h in head[2:]))
     for r in rows:

@@ -137,9 +137,15 @@ class LdapPool:
         with contextlib.suppress(ldap.LDAPError):
             conn.unbind_s()
 
-    def _call(self, fn: Callable[[Any], T]) -> T:
+    def _release(self, conn: Any, discard: bool) -> None:
+        if discard:
+            self._unbind(conn)
+        else:
+            self._give(conn)
+
+    def _call(self, fn: Callable[[Any], T], discard: bool = False) -> T:
         """In a worker thread: run ``fn`` on a pooled connection, once more on a fresh one
-        if the server went away."""
+        if the server went away; ``discard``: close the connection afterwards."""
         conn = self._take()
         try:
             result = fn(conn)
@@ -155,20 +161,24 @@ class LdapPool:
             self._unbind(conn)  # an operation may still be outstanding on it
             raise
         except ldap.LDAPError:
-            self._give(conn)  # a result code: the connection stays usable
+            self._release(conn, discard)  # a result code: the connection stays usable
             raise
         except BaseException:
             self._unbind(conn)
             raise
-        self._give(conn)
+        self._release(conn, discard)
         return result
 
-    async def run(self, fn: Callable[[Any], T]) -> T:
-        """Run ``fn(conn)`` in a worker thread with a connection of the pool."""
+    async def run(self, fn: Callable[[Any], T], *, discard: bool = False) -> T:
+        """Run ``fn(conn)`` in a worker thread with a connection of the pool.
+
+        ``discard=True`` unbinds the connection afterwards instead of pooling it: for
+        operations that leave per-connection state on the server (OpenLDAP's sssvlv keeps a
+        VLV sort context until the connection closes, and refuses a second one on it)."""
         if self._closed:
             raise ldap.SERVER_DOWN({"desc": "the LDAP pool is closed"})
         async with self._slots:
-            return await asyncio.to_thread(self._call, fn)
+            return await asyncio.to_thread(self._call, fn, discard)
 
     async def check(self) -> None:
         """Open (and bind) one connection now, so a wrong URL or password shows at start."""

@@ -35,6 +35,11 @@ import ldap  # type: ignore[import-untyped]
 import ldap.dn  # type: ignore[import-untyped]
 import orjson
 from ldap.controls import SimplePagedResultsControl  # type: ignore[import-untyped]
+from ldap.controls.sss import SSSRequestControl  # type: ignore[import-untyped]
+from ldap.controls.vlv import (  # type: ignore[import-untyped]
+    VLVRequestControl,
+    VLVResponseControl,
+)
 from ldap.filter import escape_filter_chars  # type: ignore[import-untyped]
 
 from scimd import errors
@@ -46,6 +51,7 @@ from scimd.backend import (
     Page,
     PatchOp,
     Query,
+    SortSpec,
 )
 from scimd.patch import apply_patch
 from scimd.query.ast import AttrPath
@@ -86,12 +92,33 @@ _NOT_SHADOWED = frozenset({"id", "meta", "members", "groups", "password"})
 _UAC = "userAccountControl"
 _NEVER_READ = frozenset({"userpassword", "unicodepwd"})
 _RETRIES = 25
+SORT_CONTROL = "1.2.840.113556.1.4.473"
+"""RFC 2891 server-side sort request control."""
+VLV_CONTROL = "2.16.840.1.113730.3.4.9"
+"""draft-ietf-ldapext-ldapv3-vlv virtual list view request control."""
+PASSWORD_MODIFY = "1.3.6.1.4.1.4203.1.11.1"  # noqa: S105 - an extended operation OID
+"""RFC 3062 Password Modify extended operation."""
+_NO_SERVER_SORT = (
+    ldap.UNAVAILABLE_CRITICAL_EXTENSION,
+    ldap.INAPPROPRIATE_MATCHING,
+    ldap.NO_SUCH_ATTRIBUTE,
+    ldap.UNDEFINED_TYPE,
+    ldap.UNWILLING_TO_PERFORM,
+    ldap.PROTOCOL_ERROR,
+)
+"""Result codes of a search whose sort/VLV request the server refused: list in memory."""
+_MAX_NESTING = 32
+"""Most levels of nested groups followed for a user's indirect ``groups``."""
 
 Entry = tuple[str, dict[str, list[str]]]
 
 
 class _Conflict(Exception):
     """The entry changed between read and write (the version CAS failed)."""
+
+
+class _NoServerSort(Exception):
+    """The directory refused the sort/VLV request for this list."""
 
 
 def _decode(attrs: Mapping[str, list[bytes]]) -> dict[str, list[str]]:
@@ -174,6 +201,48 @@ def _diff(attr: str, old: list[str], new: list[str]) -> list[tuple[int, str, lis
     return mods
 
 
+def _with_indirect(
+    direct: list[dict[str, Any]],
+    dn: str,
+    parents: Mapping[str, list[str]],
+    refs: Mapping[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """``direct`` plus the groups reached through them (``type: indirect``), each once;
+    ``parents`` maps a normalised DN to the normalised DNs of its direct groups."""
+    out = list(direct)
+    seen = {dn, *parents.get(dn, [])}
+    todo = list(parents.get(dn, []))
+    while todo:
+        group = todo.pop()
+        for parent in parents.get(group, []):
+            if parent not in seen:
+                seen.add(parent)
+                todo.append(parent)
+                out.append({**refs[parent], "type": "indirect"})
+    return out
+
+
+def _trim(ctx: OpContext, resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop ``members``/``groups`` the request does not load."""
+    for r in resources:
+        if not ctx.load_members:
+            r.pop("members", None)
+        if not ctx.load_groups:
+            r.pop("groups", None)
+    return resources
+
+
+def _vlv_count(ctrls: Any) -> int | None:
+    """The VLV response's content count from an error's raw controls, or None."""
+    for ctrl in ctrls or ():
+        oid, _crit, value = ctrl
+        if oid == VLVResponseControl.controlType and value:
+            resp = VLVResponseControl()
+            resp.decodeControlValue(value)
+            return int(resp.contentCount)
+    return None
+
+
 def _renamer(dn: str, rdn: str) -> Callable[[Any], None]:
     def go(conn: Any) -> None:
         conn.rename_s(dn, rdn, None, 1)
@@ -216,6 +285,13 @@ class LdapBackend(Backend):
         # AD has no scimdResource class: the mapped attributes are the whole resource.
         self.shadow = bool(o.get("shadow", True)) and not self.ad
         self.max_scan = int(o.get("max_scan", 10000))
+        self.server_sort = str(o.get("server_side_sort") or "auto").lower()
+        extop = str(o.get("password_modify") or "auto").lower()
+        self.use_password_modify = extop != "off"
+        for key, value in (("server_side_sort", self.server_sort), ("password_modify", extop)):
+            if value not in {"auto", "off"}:
+                raise errors.ServiceUnavailable(f'storage.ldap.{key} must be "auto" or "off"')
+        self._root_dse: tuple[frozenset[str], frozenset[str]] | None = None
         self.page_size = int(o.get("page_size", 500))
         self.timeout = float(o.get("timeout", 10.0))
         self.empty_member = str(o.get("empty_member", ""))
@@ -286,6 +362,32 @@ class LdapBackend(Backend):
         except ldap.LDAPError as exc:
             raise to_scim(exc) from exc
 
+    async def _features(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The root DSE's ``supportedControl`` and ``supportedExtension`` (read once)."""
+        if self._root_dse is None:
+
+            def go(conn: Any) -> tuple[frozenset[str], frozenset[str]]:
+                res = conn.search_st(
+                    "",
+                    ldap.SCOPE_BASE,
+                    "(objectClass=*)",
+                    ["supportedControl", "supportedExtension"],
+                    timeout=self.timeout,
+                )
+                attrs = _decode(res[0][1]) if res else {}
+                return (
+                    frozenset(_values(attrs, "supportedControl")),
+                    frozenset(_values(attrs, "supportedExtension")),
+                )
+
+            try:
+                self._root_dse = await self.pool.run(go)
+            except (ldap.NO_SUCH_OBJECT, ldap.INSUFFICIENT_ACCESS):
+                self._root_dse = (frozenset(), frozenset())  # root DSE hidden: assume nothing
+            except ldap.LDAPError as exc:
+                raise to_scim(exc) from exc
+        return self._root_dse
+
     def _tenant_base(self, ctx: OpContext) -> str:
         if not self.multi_tenant:
             return self.base_dn
@@ -337,8 +439,27 @@ class LdapBackend(Backend):
             return self.password_attr, [unicode_pwd(password)]
         return self.password_attr, [password.encode()]
 
-    def _search(self, base: str, flt: str, attrs: list[str], scope: int) -> Any:
+    async def _password_exop(self) -> bool:
+        """Whether passwords go through the RFC 3062 Password Modify extended operation
+        (OpenLDAP ``userPassword`` and advertised): the server hashes them by its policy."""
+        if self.ad or not self.use_password_modify:
+            return False
+        if self.password_attr.lower() != "userpassword":
+            return False
+        _, extensions = await self._features()
+        return PASSWORD_MODIFY in extensions
+
+    async def _set_password(self, dn: str, password: str) -> None:
+        def go(conn: Any) -> None:
+            conn.passwd_s(dn, None, password)
+
+        await self._run(go)
+
+    def _search(
+        self, base: str, flt: str, attrs: list[str], scope: int, *, too_many: str = ""
+    ) -> Any:
         limit, page_size, timeout, ranged = self.max_scan, self.page_size, self.timeout, self.ad
+        too_many = too_many or f"More than {limit} directory entries match; narrow the filter"
 
         def complete(conn: Any, dn: str, raw: dict[str, list[bytes]]) -> dict[str, list[bytes]]:
             if not ranged or not any(";range=" in k.lower() for k in raw):
@@ -365,9 +486,7 @@ class LdapBackend(Backend):
                     return out
                 out.extend((dn, _decode(complete(conn, dn, a))) for dn, a in data if dn)
                 if len(out) > limit:
-                    raise errors.TooMany(
-                        f"More than {limit} directory entries match; narrow the filter"
-                    )
+                    raise errors.TooMany(too_many)
                 cookie = next((c.cookie for c in sctrls if c.controlType == ctrl.controlType), b"")
                 if not cookie:
                     return out
@@ -445,15 +564,19 @@ class LdapBackend(Backend):
                 ldap.SCOPE_ONELEVEL,
             )
         )
-        for _dn, attrs in entries:
+        refs: dict[str, dict[str, Any]] = {}
+        parents: dict[str, list[str]] = {}
+        for gdn, attrs in entries:
             ref = {
                 "value": self._rid(attrs),
                 "display": self._group_name(attrs),
                 "type": "direct",
             }
+            refs[_norm_dn(gdn)] = ref
             for member in _values(attrs, "member"):
                 out.setdefault(_norm_dn(member), []).append(ref)
-        return out
+                parents.setdefault(_norm_dn(member), []).append(_norm_dn(gdn))
+        return {dn: _with_indirect(direct, dn, parents, refs) for dn, direct in out.items()}
 
     def _group_name(self, attrs: Mapping[str, list[str]]) -> str | None:
         gmap = self.maps["Group"]
@@ -508,20 +631,42 @@ class LdapBackend(Backend):
         )
 
     async def _groups_of(self, ctx: OpContext, dn: str) -> dict[str, list[dict[str, Any]]]:
+        """The ``groups`` of the entry ``dn``: the groups listing it as a ``member``
+        (``direct``), then the groups listing those, and so on (``indirect``), level by
+        level (at most ``_MAX_NESTING`` levels; cycles end it)."""
         gmap = self.maps["Group"]
-        flt = f"(&{self._oc_filter(gmap)}(member={escape_filter_chars(dn)}))"
-        entries = await self._run(
-            self._search(
-                self._container(ctx, gmap),
-                flt,
-                [self.id_attr, "scimdAttr", gmap.rdn],
-                ldap.SCOPE_ONELEVEL,
-            )
-        )
-        refs = [
-            {"value": self._rid(a), "display": self._group_name(a), "type": "direct"}
-            for _, a in entries
-        ]
+        seen = {_norm_dn(dn)}
+        level, refs, first = [dn], [], True
+        for _ in range(_MAX_NESTING):
+            if not level:
+                break
+            found: list[Entry] = []
+            for start in range(0, len(level), 50):
+                members = "".join(
+                    f"(member={escape_filter_chars(d)})" for d in level[start : start + 50]
+                )
+                found += await self._run(
+                    self._search(
+                        self._container(ctx, gmap),
+                        f"(&{self._oc_filter(gmap)}(|{members}))",
+                        [self.id_attr, "scimdAttr", gmap.rdn],
+                        ldap.SCOPE_ONELEVEL,
+                    )
+                )
+            level = []
+            for gdn, a in found:
+                if _norm_dn(gdn) in seen:
+                    continue
+                seen.add(_norm_dn(gdn))
+                level.append(gdn)
+                refs.append(
+                    {
+                        "value": self._rid(a),
+                        "display": self._group_name(a),
+                        "type": "direct" if first else "indirect",
+                    }
+                )
+            first = False
         return {_norm_dn(dn): refs}
 
     # -- writes -----------------------------------------------------------------------------
@@ -577,6 +722,7 @@ class LdapBackend(Backend):
         if self.ad and _UAC in mapped:
             mapped[_UAC] = [uac_with_active(None, mapped[_UAC][0] == "TRUE")]
         password = self._password_mod(resource) if rtype.name == "User" else None
+        exop = password is not None and await self._password_exop()
         attrs: dict[str, list[str]] = {"objectClass": list(tmap.object_classes), **mapped}
         if self.shadow:
             attrs["objectClass"].append("scimdResource")
@@ -585,7 +731,7 @@ class LdapBackend(Backend):
         if rtype.name == "Group":
             attrs["member"] = await self._member_dns(ctx, resource) or self._no_members()
         modlist = [(k, [v.encode() for v in vs]) for k, vs in attrs.items() if vs]
-        if password:
+        if password and not exop:
             modlist.append(password)
         container = self._container(ctx, tmap)
         keys: list[str | None] = [None]
@@ -600,6 +746,14 @@ class LdapBackend(Backend):
             except errors.Uniqueness:
                 if key == keys[-1]:
                     raise self._uniqueness(rtype, tmap) from None
+        if exop:
+            try:
+                await self._set_password(dn, str(resource["password"]))
+            except BaseException:
+                # No account without the password the client asked for.
+                with contextlib.suppress(ldap.LDAPError):
+                    await self.pool.run(lambda c: c.delete_s(dn))
+                raise
         found = await self._run(
             self._search(dn, "(objectClass=*)", self.read_attrs, ldap.SCOPE_BASE)
         )
@@ -736,7 +890,15 @@ class LdapBackend(Backend):
                 mods.append((ldap.MOD_ADD, "member", [d.encode() for d in added]))
             if gone:
                 mods.append((ldap.MOD_DELETE, "member", [d.encode() for d in gone]))
-        if password:
+        if password and await self._password_exop():
+            # Before the other changes: a password the server's policy refuses changes
+            # nothing (a retry after a lost version race sets it again, harmlessly).
+            try:
+                await self._set_password(dn, str(new["password"]))
+            except BaseException:
+                await self._undo_rename(renamed_from, dn)
+                raise
+        elif password:
             mods.append((ldap.MOD_REPLACE, password[0], password[1]))
         if self.shadow:
             mods += _diff("scimdAttr", sorted(_values(attrs, "scimdAttr")), _shadow_values(body))
@@ -842,28 +1004,170 @@ class LdapBackend(Backend):
 
     async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
         tmap = self._map(rtype)
+        if q.filter is None:
+            key = await self._server_sort_key(rtype, tmap, q.sort)
+            if key is not None:
+                try:
+                    return await self._query_vlv(ctx, rtype, tmap, q, key)
+                except _NoServerSort:
+                    pass  # e.g. no ordering rule for that attribute: sort in memory
         flt = self._oc_filter(tmap)
         if q.filter is not None:
             pushed = compile_filter(q.filter, self._resolver(tmap))
             if pushed:
                 flt = f"(&{flt}{pushed})"
-        entries = await self._run(
-            self._search(self._container(ctx, tmap), flt, self.read_attrs, ldap.SCOPE_ONELEVEL)
+        why = (
+            "the filter is checked by the bridge"
+            if q.filter is not None
+            else "the directory offers no server-side sort and VLV for it (OpenLDAP: load "
+            "the sssvlv overlay)"
         )
-        groups = await self._groups_by_member(ctx) if rtype.name == "User" else None
-        cache: dict[str, tuple[str, str] | None] = {}
-        resources = [
-            await self._to_scim(ctx, rtype, e, members=True, groups=groups, cache=cache)
-            for e in entries
-        ]
+        entries = await self._run(
+            self._search(
+                self._container(ctx, tmap),
+                flt,
+                self.read_attrs,
+                ldap.SCOPE_ONELEVEL,
+                too_many=f"More than {self.max_scan} directory entries match this list; "
+                f"{why}, so it is sorted and paged in memory over at most "
+                "storage.ldap.max_scan entries: narrow the filter",
+            )
+        )
+        # Members and groups are read even when the response omits them: the filter and
+        # sort may use them.
+        resources = await self._resources(ctx, rtype, entries, groups=True)
         if q.filter is not None:
             resources = [r for r in resources if matches(q.filter, r)]
         resources.sort(key=lambda r: sort_key(r, q.sort))
-        if not ctx.load_members:
-            for r in resources:
-                r.pop("members", None)
-        if not ctx.load_groups:
-            for r in resources:
-                r.pop("groups", None)
         start = max(q.start_index, 1) - 1
-        return Page(resources[start : start + max(q.count, 0)], len(resources))
+        return Page(_trim(ctx, resources[start : start + max(q.count, 0)]), len(resources))
+
+    async def _resources(
+        self, ctx: OpContext, rtype: ResourceType, entries: Sequence[Entry], *, groups: bool
+    ) -> list[dict[str, Any]]:
+        by_member = await self._groups_by_member(ctx) if rtype.name == "User" and groups else None
+        cache: dict[str, tuple[str, str] | None] = {}
+        return [
+            await self._to_scim(ctx, rtype, e, members=True, groups=by_member, cache=cache)
+            for e in entries
+        ]
+
+    # -- server-side sort and VLV -------------------------------------------------------------
+
+    async def _server_sort_key(
+        self, rtype: ResourceType, tmap: TypeMap, sort: SortSpec | None
+    ) -> tuple[str, str, bool] | None:
+        """``(attribute, ordering rule, always present)`` for sorting this list in the
+        directory, or None (in-memory path): OpenLDAP profile, ``server_side_sort`` not off,
+        sort and VLV controls advertised, and a sort attribute the directory orders the way
+        the reference does (``scimd.query.sort``): ``id``, ``meta.created``/``lastModified``
+        and single-valued string attributes mapped to one LDAP attribute."""
+        if self.ad or self.server_sort == "off":
+            return None
+        controls, _ = await self._features()
+        if not {SORT_CONTROL, VLV_CONTROL} <= controls:
+            return None
+        if sort is None:
+            return self.id_attr, "", True
+        path = sort.path
+        key = filterable_key(path)
+        if key == "id":
+            return self.id_attr, "", True
+        if key in {"meta.created", "meta.lastmodified"}:
+            return self.read_attrs[2 if key == "meta.created" else 3], "", True
+        defn = path.defn
+        if defn is None or defn.type not in {"string", "reference"} or defn.multi_valued:
+            return None
+        if defn.parent is not None and defn.parent.multi_valued:
+            return None
+        attr = next((a.ldap for a in tmap.attrs if a.scim.lower() == key), None)
+        if attr is None or sum(a.ldap.lower() == attr.lower() for a in tmap.attrs) > 1:
+            return None
+        if attr.lower() in {f.lower() for f in tmap.fillers}:
+            return None  # e.g. sn holds userName when familyName is absent
+        rule = "caseExactOrderingMatch" if defn.case_exact else "caseIgnoreOrderingMatch"
+        return attr, rule, attr.lower() == tmap.rdn.lower()
+
+    async def _query_vlv(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        tmap: TypeMap,
+        q: Query,
+        key: tuple[str, str, bool],
+    ) -> Page:
+        """One page of an unfiltered list, sorted and cut by the directory (sort + VLV by
+        offset); ``totalResults`` is the VLV content count."""
+        attr, rule, always = key
+        desc = q.sort is not None and q.sort.descending
+        sign = "-" if desc else ""
+        keys = [f"{sign}{attr}:{rule}" if rule else f"{sign}{attr}"]
+        if attr != self.id_attr:
+            keys.append(f"{sign}{self.id_attr}")  # ties by id, as the reference order
+        base, oc = self._container(ctx, tmap), self._oc_filter(tmap)
+        start, count = max(q.start_index, 1), max(q.count, 0)
+        if not desc or always:
+            entries, total = await self._vlv(base, oc, keys, start, count)
+        else:
+            # RFC 2891 puts entries without the attribute first in a reverse sort; the
+            # reference keeps them last in both directions: two lists, then concatenated.
+            escaped = escape_filter_chars(attr)
+            entries, with_value = await self._vlv(base, f"(&{oc}({escaped}=*))", keys, start, count)
+            rest = count - len(entries) if start + count - 1 > with_value else 0
+            more, without = await self._vlv(
+                base,
+                f"(&{oc}(!({escaped}=*)))",
+                [f"-{self.id_attr}"],
+                max(1, start - with_value),
+                rest,
+            )
+            entries += more
+            total = with_value + without
+        resources = await self._resources(ctx, rtype, entries, groups=ctx.load_groups)
+        return Page(_trim(ctx, resources), total)
+
+    async def _vlv(
+        self, base: str, flt: str, keys: list[str], start: int, count: int
+    ) -> tuple[list[Entry], int]:
+        """Entries ``start .. start+count-1`` (1-based) of the sorted search, and how many
+        entries the search has. One search with the sort and VLV controls, on a connection
+        closed afterwards (sssvlv keeps a VLV context per connection until it closes)."""
+        attrs, timeout = self.read_attrs, self.timeout
+
+        def go(conn: Any) -> tuple[list[Entry], int]:
+            ctrls = [
+                SSSRequestControl(criticality=True, ordering_rules=keys),
+                VLVRequestControl(
+                    criticality=True,
+                    before_count=0,
+                    after_count=max(count - 1, 0),
+                    offset=start,
+                    content_count=0,
+                ),
+            ]
+            try:
+                msgid = conn.search_ext(
+                    base, ldap.SCOPE_ONELEVEL, flt, attrs, serverctrls=ctrls, timeout=timeout
+                )
+                _, data, _, sctrls = conn.result3(msgid, timeout=timeout)
+            except ldap.NO_SUCH_OBJECT:
+                return [], 0  # the container does not exist yet
+            except ldap.VLV_ERROR as exc:
+                # offset past the end (offsetRangeError): no entries; the count is in the
+                # response control when the server sent one.
+                total = _vlv_count(exc.args[0].get("ctrls") if exc.args else None)
+                if total is None:
+                    raise _NoServerSort from exc
+                return [], total
+            except _NO_SERVER_SORT as exc:
+                raise _NoServerSort from exc
+            vlv = next((c for c in sctrls if c.controlType == VLVResponseControl.controlType), None)
+            if vlv is None or vlv.result != 0:
+                raise _NoServerSort
+            found = [(dn, _decode(a)) for dn, a in data if dn]
+            return (found[:count] if start <= vlv.contentCount else []), vlv.contentCount
+
+        try:
+            return await self.pool.run(go, discard=True)
+        except ldap.LDAPError as exc:
+            raise to_scim(exc) from exc

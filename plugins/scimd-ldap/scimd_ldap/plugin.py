@@ -24,7 +24,8 @@ class LdapFactory:
         "options: url, bind_dn, bind_password, base_dn, users_container, groups_container, "
         "multi_tenant, shadow, external_id_attribute, active_attribute, pool_size, timeout, "
         "page_size, max_scan, max_results, empty_member, profile, ad_username_attribute, "
-        "password_attribute, allow_insecure_password, start_tls, tls_ca_file, tls_require_cert"
+        "password_attribute, allow_insecure_password, start_tls, tls_ca_file, tls_require_cert, "
+        "server_side_sort, password_modify"
     )
 
     def __call__(self, env: BackendEnv) -> Backend:
@@ -83,6 +84,23 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=1,
         ),
         spec("max_results", "int", 1000, "Largest page served.", minimum=1),
+        spec(
+            "server_side_sort",
+            "str",
+            "auto",
+            "Unfiltered lists: auto = sorted and paged by the directory (RFC 2891 sort + VLV "
+            "by offset, exact totalResults) when the root DSE advertises both controls "
+            "(OpenLDAP: the sssvlv overlay); off = always in memory over at most max_scan.",
+            choices=("auto", "off"),
+        ),
+        spec(
+            "password_modify",
+            "str",
+            "auto",
+            "auto = set userPassword with the RFC 3062 Password Modify extended operation "
+            "when advertised (the server hashes it by its policy); off = replace userPassword.",
+            choices=("auto", "off"),
+        ),
         spec("empty_member", "str", "", "member value standing for 'no members' (groupOfNames)."),
         spec(
             "profile",

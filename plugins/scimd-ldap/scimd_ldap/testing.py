@@ -10,8 +10,9 @@ the ldap:// port, LDAPS on ``ldaps_url``; ``other_ca_file`` is a CA that did not
 waits until it answers a bind, loads the base entries
 (``ou=people``, ``ou=groups``) and removes everything on ``stop()``.
 
-``slapd_server`` is a session-scoped pytest fixture built on it: import it into a
-``conftest.py`` (``from scimd_ldap.testing import slapd_server``). When slapd is missing it
+``slapd_server`` is a session-scoped pytest fixture built on it, with the ``sssvlv`` overlay
+(server-side sort and VLV); ``plain_slapd_server`` is a second one without it. Import them
+into a ``conftest.py`` (``from scimd_ldap.testing import slapd_server``). When slapd is missing it
 fails when ``CI=true`` (a missing service in CI is a failure) and otherwise skips with a
 reason naming what is missing (listed by ``pytest -ra``).
 """
@@ -29,7 +30,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["BASE_DN", "ROOT_DN", "ROOT_PASSWORD", "SlapdServer", "SlapdUnavailable", "slapd_server"]
+__all__ = [
+    "BASE_DN",
+    "ROOT_DN",
+    "ROOT_PASSWORD",
+    "SlapdServer",
+    "SlapdUnavailable",
+    "plain_slapd_server",
+    "slapd_server",
+]
 
 BASE_DN = "dc=example,dc=org"
 ROOT_DN = "cn=admin,dc=example,dc=org"
@@ -130,7 +139,9 @@ def make_tls_files(directory: Path) -> tuple[Path, Path, Path, Path]:
     return paths[0], paths[1], paths[2], other
 
 
-def _config_ldif(db_dir: Path, tls: tuple[Path, Path, Path] | None = None) -> str:
+def _config_ldif(
+    db_dir: Path, tls: tuple[Path, Path, Path] | None = None, *, sssvlv: bool = True
+) -> str:
     module_dir = next((d for d in MODULE_DIRS if Path(d, "back_mdb.la").exists()), None)
     glob = "dn: cn=config\nobjectClass: olcGlobal\ncn: config\n"
     if tls:
@@ -143,6 +154,7 @@ def _config_ldif(db_dir: Path, tls: tuple[Path, Path, Path] | None = None) -> st
         parts.append(
             "dn: cn=module{0},cn=config\nobjectClass: olcModuleList\ncn: module{0}\n"
             f"olcModulePath: {module_dir}\nolcModuleLoad: back_mdb\n"
+            + ("olcModuleLoad: sssvlv\n" if sssvlv else "")
         )
     parts.append("dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n")
     for name in ("core", "cosine", "inetorgperson", "nis"):
@@ -168,6 +180,13 @@ def _config_ldif(db_dir: Path, tls: tuple[Path, Path, Path] | None = None) -> st
         "olcDbIndex: uid,cn,mail eq,sub\nolcDbIndex: member eq\n"
         "olcAccess: {0}to * by * read\n"
     )
+    if sssvlv:
+        # Server-side sort (RFC 2891) and VLV: the bridge pages sorted lists with them.
+        parts.append(
+            "dn: olcOverlay={0}sssvlv,olcDatabase={1}mdb,cn=config\n"
+            "objectClass: olcOverlayConfig\nobjectClass: olcSssVlvConfig\n"
+            "olcOverlay: {0}sssvlv\nolcSssVlvMax: 64\nolcSssVlvMaxKeys: 3\n"
+        )
     return "\n".join(p.rstrip("\n") + "\n" for p in parts)
 
 
@@ -190,7 +209,9 @@ ou: groups
 class SlapdServer:
     """One throwaway slapd: ``start()``, ``fresh_base()`` per test, ``stop()``."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, sssvlv: bool = True) -> None:
+        self.sssvlv = sssvlv
+        """Load the ``sssvlv`` overlay (server-side sort and VLV controls advertised)."""
         self.root: Path | None = None
         self.port = 0
         self.ldaps_port = 0
@@ -217,7 +238,7 @@ class SlapdServer:
             db.mkdir()
             ca, cert, key, other = make_tls_files(root)
             self.ca_file, self.other_ca_file = str(ca), str(other)
-            (root / "config.ldif").write_text(_config_ldif(db, (ca, cert, key)))
+            (root / "config.ldif").write_text(_config_ldif(db, (ca, cert, key), sssvlv=self.sssvlv))
             proc = subprocess.run(  # noqa: S603
                 [slapadd, "-n0", "-F", str(conf), "-l", str(root / "config.ldif")],
                 capture_output=True,
@@ -311,11 +332,11 @@ class SlapdServer:
         return dn
 
 
-def _server_or_report() -> Iterator[SlapdServer]:
+def _server_or_report(*, sssvlv: bool = True) -> Iterator[SlapdServer]:
     import pytest
 
     try:
-        server = SlapdServer()
+        server = SlapdServer(sssvlv=sssvlv)
         server.start()
     except (SlapdUnavailable, ImportError) as exc:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -328,15 +349,20 @@ def _server_or_report() -> Iterator[SlapdServer]:
             server.stop()
 
 
-def _make_fixture() -> object:
+def _make_fixtures() -> tuple[object, object]:
     import pytest
 
     @pytest.fixture(scope="session")
     def slapd_server() -> Iterator[SlapdServer]:
-        """A throwaway slapd for the whole test session."""
+        """A throwaway slapd for the whole test session (with the sssvlv overlay)."""
         yield from _server_or_report()
 
-    return slapd_server
+    @pytest.fixture(scope="session")
+    def plain_slapd_server() -> Iterator[SlapdServer]:
+        """A second throwaway slapd without sssvlv: no server-side sort nor VLV offered."""
+        yield from _server_or_report(sssvlv=False)
+
+    return slapd_server, plain_slapd_server
 
 
-slapd_server = _make_fixture()
+slapd_server, plain_slapd_server = _make_fixtures()

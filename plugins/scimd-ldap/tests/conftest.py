@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 import scimd_ldap.plugin
-from scimd_ldap.testing import ROOT_DN, ROOT_PASSWORD, SlapdServer, slapd_server
+from scimd_ldap.testing import (
+    ROOT_DN,
+    ROOT_PASSWORD,
+    SlapdServer,
+    plain_slapd_server,
+    slapd_server,
+)
 
 from scimd.app import create_app
 from scimd.backend import Backend
@@ -21,7 +27,15 @@ from scimd.plugins import PluginManager
 from scimd.settings import Settings, StorageSettings
 from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings
 
-__all__ = ["fresh_base", "ldap_options", "make_scim", "plugins", "scim", "slapd_server"]
+__all__ = [
+    "fresh_base",
+    "ldap_options",
+    "make_scim",
+    "plain_slapd_server",
+    "plugins",
+    "scim",
+    "slapd_server",
+]
 
 
 @pytest.fixture
