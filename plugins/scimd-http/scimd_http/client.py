@@ -11,7 +11,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import aiohttp
 import orjson
@@ -19,7 +19,14 @@ import orjson
 from scimd import errors
 from scimd_http.resilience import RETRY_STATUSES, CircuitBreaker, RetryPolicy, parse_retry_after
 
-__all__ = ["OAuthClientCredentials", "Response", "UpstreamClient", "map_error"]
+__all__ = [
+    "ErrorMapper",
+    "OAuthClientCredentials",
+    "Response",
+    "UpstreamClient",
+    "client_from_options",
+    "map_error",
+]
 
 SCIM_JSON = "application/scim+json"
 
@@ -56,6 +63,9 @@ class Response:
     status: int
     headers: Mapping[str, str]
     body: Any
+
+
+ErrorMapper = Callable[[int, Any, Mapping[str, str]], errors.ScimError]
 
 
 def map_error(status: int, body: Any, headers: Mapping[str, str]) -> errors.ScimError:
@@ -167,8 +177,16 @@ class UpstreamClient:
         max_concurrency: int = 16,
         ssl: bool = True,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        media_type: str = SCIM_JSON,
+        auth_header: str = "Authorization",
+        auth_scheme: str = "Bearer",
+        error_mapper: ErrorMapper = map_error,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.media_type = media_type
+        self.auth_header = auth_header
+        self.auth_scheme = auth_scheme
+        self.error_mapper = error_mapper
         self.static_token = token
         self.oauth = oauth
         self.timeout = aiohttp.ClientTimeout(total=timeout, connect=connect_timeout)
@@ -189,6 +207,19 @@ class UpstreamClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _url(self, path: str) -> str:
+        """``path`` under the base URL; an absolute URL (an API's next-page link) only
+        when it is on the same origin, so credentials never go to another host."""
+        if "://" not in path:
+            return self.base_url + path
+        base = urlsplit(self.base_url)
+        target = urlsplit(path)
+        if (target.scheme, target.netloc) != (base.scheme, base.netloc):
+            raise errors.ServiceUnavailable(
+                "the upstream sent a link to another origin; not followed"
+            )
+        return path
 
     def _limit(self, tenant: str) -> asyncio.Semaphore:
         sem = self._limits.get(tenant)
@@ -219,7 +250,7 @@ class UpstreamClient:
         session = self._session
         if session is None:
             raise errors.ServiceUnavailable("the upstream backend is not started")
-        url = self.base_url + path
+        url = self._url(path)
         data = orjson.dumps(body) if body is not None else None
         attempt = 0
         refreshed = False
@@ -231,11 +262,12 @@ class UpstreamClient:
                         retry_after=self.breaker.retry_after(),
                     )
                 token = await self._auth_header(session)
-                hdrs = {"Accept": SCIM_JSON}
+                hdrs = {"Accept": self.media_type}
                 if data is not None:
-                    hdrs["Content-Type"] = SCIM_JSON
+                    hdrs["Content-Type"] = self.media_type
                 if token:
-                    hdrs["Authorization"] = f"Bearer {token}"
+                    scheme = f"{self.auth_scheme} " if self.auth_scheme else ""
+                    hdrs[self.auth_header] = scheme + token
                 hdrs.update(headers or {})
                 retry_after: float | None = None
                 try:
@@ -282,7 +314,7 @@ class UpstreamClient:
                         await self.sleep(delay)
                         continue
                 if status >= 400:
-                    raise map_error(status, body_out, resp_headers)
+                    raise self.error_mapper(status, body_out, resp_headers)
                 return Response(status, resp_headers, body_out)
 
 
@@ -293,3 +325,35 @@ def _decode(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
+
+
+def client_from_options(opts: Mapping[str, Any], url: str, **extra: Any) -> UpstreamClient:
+    """An ``UpstreamClient`` from the shared ``[storage.<http backend>]`` options: token or
+    OAuth2 client credentials, timeouts, retry policy, breaker, concurrency, TLS."""
+    oauth = None
+    if opts.get("token_url"):
+        oauth = OAuthClientCredentials(
+            str(opts["token_url"]),
+            str(opts.get("client_id") or ""),
+            str(opts.get("client_secret") or ""),
+            str(opts.get("scope") or ""),
+        )
+    return UpstreamClient(
+        url,
+        token=str(opts.get("token") or ""),
+        oauth=oauth,
+        timeout=float(opts.get("timeout", 30.0)),
+        connect_timeout=float(opts.get("connect_timeout", 5.0)),
+        policy=RetryPolicy(
+            retries=int(opts.get("retries", 3)),
+            base=float(opts.get("backoff_base", 0.2)),
+            max_delay=float(opts.get("backoff_max", 5.0)),
+            max_retry_after=float(opts.get("max_retry_after", 30.0)),
+        ),
+        breaker=CircuitBreaker(
+            int(opts.get("breaker_threshold", 5)), float(opts.get("breaker_reset", 30.0))
+        ),
+        max_concurrency=int(opts.get("max_concurrency", 16)),
+        ssl=bool(opts.get("verify_tls", True)),
+        **extra,
+    )

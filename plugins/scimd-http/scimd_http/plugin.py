@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from scimd.backend import Backend, BackendEnv, BackendFactory
 from scimd.hookspecs import hookimpl
@@ -11,9 +12,10 @@ from scimd_http.upstream import CONSERVATIVE
 if TYPE_CHECKING:
     from scimd.config import SettingSpec
 
-__all__ = ["ScimUpstreamFactory", "scimd_backends", "scimd_setting_declarations"]
+__all__ = ["RestFactory", "ScimUpstreamFactory", "scimd_backends", "scimd_setting_declarations"]
 
 SECTION = "storage.scim-upstream"
+REST_SECTION = "storage.rest"
 
 
 class ScimUpstreamFactory:
@@ -33,15 +35,30 @@ class ScimUpstreamFactory:
         return ScimUpstreamBackend(env)
 
 
+class RestFactory:
+    """Builds the ``rest`` backend (a non-SCIM REST API described in a mapping file)."""
+
+    name = "rest"
+    description = (
+        "A non-SCIM SaaS REST API as the store, described in a mapping file (endpoints, "
+        "field mapping, filters, pagination, errors); options: url, mapping, token, tenant"
+    )
+
+    def __call__(self, env: BackendEnv) -> Backend:
+        from scimd_http.rest import RestBackend
+
+        return RestBackend(env)
+
+
 @hookimpl
 def scimd_backends() -> list[BackendFactory]:
-    """The SCIM upstream backend."""
-    return [ScimUpstreamFactory()]
+    """The SCIM upstream backend and the declarative REST backend."""
+    return [ScimUpstreamFactory(), RestFactory()]
 
 
 @hookimpl
 def scimd_setting_declarations() -> list[SettingSpec]:
-    """The ``[storage.scim-upstream]`` options."""
+    """The ``[storage.scim-upstream]`` and ``[storage.rest]`` options."""
     from scimd.config import SettingSpec
 
     return [
@@ -52,8 +69,53 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             "",
             "Base URL of the upstream SCIM service (e.g. https://idm.example.com/scim/v2).",
         ),
+        *_client_specs(SECTION),
+        *_rest_specs(),
+    ]
+
+
+def _check_mapping(value: Any) -> str | None:
+    from scimd_http.rest_mapping import MappingError, load_mapping
+
+    if not value:
+        return None
+    try:
+        load_mapping(Path(value))
+    except MappingError as exc:
+        return str(exc)
+    return None
+
+
+def _rest_specs() -> list[SettingSpec]:
+    from scimd.config import SettingSpec
+
+    return [
         SettingSpec(
-            SECTION,
+            REST_SECTION,
+            "url",
+            "str",
+            "",
+            "Base URL of the API (scheme, host and any prefix; endpoint paths are appended).",
+        ),
+        SettingSpec(
+            REST_SECTION,
+            "mapping",
+            "path",
+            "",
+            "The mapping file describing the API (see conf/rest/members-api.toml).",
+            check=_check_mapping,
+        ),
+        *_client_specs(REST_SECTION),
+    ]
+
+
+def _client_specs(section: str) -> list[SettingSpec]:
+    """Credentials and resilience options shared by both HTTP backends."""
+    from scimd.config import SettingSpec
+
+    return [
+        SettingSpec(
+            section,
             "token",
             "str",
             "",
@@ -61,25 +123,25 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             secret=True,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "token_url",
             "str",
             "",
             "OAuth2 token endpoint: when set, scimd gets access tokens with the client "
             "credentials grant (client_id/client_secret) instead of using `token`.",
         ),
-        SettingSpec(SECTION, "client_id", "str", "", "OAuth2 client id."),
-        SettingSpec(SECTION, "client_secret", "str", "", "OAuth2 client secret.", secret=True),
-        SettingSpec(SECTION, "scope", "str", "", "OAuth2 scope to request (optional)."),
+        SettingSpec(section, "client_id", "str", "", "OAuth2 client id."),
+        SettingSpec(section, "client_secret", "str", "", "OAuth2 client secret.", secret=True),
+        SettingSpec(section, "scope", "str", "", "OAuth2 scope to request (optional)."),
         SettingSpec(
-            SECTION,
+            section,
             "tenant",
             "str",
             "default",
-            "The one scimd tenant this upstream serves; requests of other tenants get 403.",
+            "The one scimd tenant this backend serves; requests of other tenants get 403.",
         ),
         SettingSpec(
-            SECTION,
+            section,
             "timeout",
             "duration",
             30.0,
@@ -87,7 +149,7 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=0.001,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "connect_timeout",
             "duration",
             5.0,
@@ -95,7 +157,7 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=0.001,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "retries",
             "int",
             3,
@@ -104,7 +166,7 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=0,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "backoff_base",
             "duration",
             0.2,
@@ -112,10 +174,10 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=0,
         ),
         SettingSpec(
-            SECTION, "backoff_max", "duration", 5.0, "Largest retry delay bound.", minimum=0
+            section, "backoff_max", "duration", 5.0, "Largest retry delay bound.", minimum=0
         ),
         SettingSpec(
-            SECTION,
+            section,
             "max_retry_after",
             "duration",
             30.0,
@@ -123,7 +185,7 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=0,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "breaker_threshold",
             "int",
             5,
@@ -131,7 +193,7 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=1,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "breaker_reset",
             "duration",
             30.0,
@@ -139,12 +201,12 @@ def scimd_setting_declarations() -> list[SettingSpec]:
             minimum=0.001,
         ),
         SettingSpec(
-            SECTION,
+            section,
             "max_concurrency",
             "int",
             16,
             "Most upstream calls in flight per tenant.",
             minimum=1,
         ),
-        SettingSpec(SECTION, "verify_tls", "bool", True, "Verify the upstream's TLS certificate."),
+        SettingSpec(section, "verify_tls", "bool", True, "Verify the upstream's TLS certificate."),
     ]

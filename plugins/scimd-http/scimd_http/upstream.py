@@ -14,15 +14,23 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from scimd import errors
-from scimd.backend import ALL_FILTER_OPS, BackendEnv, Capabilities, OpContext, Page, PatchOp, Query
+from scimd.backend import (
+    ALL_FILTER_OPS,
+    BackendEnv,
+    Capabilities,
+    Keyset,
+    OpContext,
+    Page,
+    PatchOp,
+    Query,
+)
 from scimd.query.ast import AttrPath, PatchPath
 from scimd.query.parse import format_filter
-from scimd_http.client import OAuthClientCredentials, UpstreamClient
-from scimd_http.resilience import CircuitBreaker, RetryPolicy
+from scimd_http.client import UpstreamClient, client_from_options
 
 if TYPE_CHECKING:
     from scimd.schema.model import ResourceType
@@ -74,9 +82,9 @@ def capabilities_from_spc(spc: Mapping[str, Any]) -> Capabilities:
         logic=frozenset({"and", "or", "not"}) if filtering else frozenset(),
         value_path=filtering,
         sort=flag("sort"),
-        # RFC 9865 cursors are opaque upstream strings while the core hands backends
-        # keyset positions: not mapped in this version, so cursor paging is the core's.
-        cursor=False,
+        # RFC 9865: the upstream's opaque cursor travels inside the Keyset the core
+        # wraps in its own (authenticated, query-bound) cursor; see ``ScimUpstreamBackend.query``.
+        cursor=paging.get("cursor") is True,
         index_paging=index,
         native_patch=flag("patch"),
         transactions=True,
@@ -119,32 +127,7 @@ class ScimUpstreamBackend:
         self.tenant = str(opts.get("tenant") or "default")
         self.capabilities = CONSERVATIVE
         self.spc: dict[str, Any] | None = None
-        oauth = None
-        if opts.get("token_url"):
-            oauth = OAuthClientCredentials(
-                str(opts["token_url"]),
-                str(opts.get("client_id") or ""),
-                str(opts.get("client_secret") or ""),
-                str(opts.get("scope") or ""),
-            )
-        self.client = client or UpstreamClient(
-            url,
-            token=str(opts.get("token") or ""),
-            oauth=oauth,
-            timeout=float(opts.get("timeout", 30.0)),
-            connect_timeout=float(opts.get("connect_timeout", 5.0)),
-            policy=RetryPolicy(
-                retries=int(opts.get("retries", 3)),
-                base=float(opts.get("backoff_base", 0.2)),
-                max_delay=float(opts.get("backoff_max", 5.0)),
-                max_retry_after=float(opts.get("max_retry_after", 30.0)),
-            ),
-            breaker=CircuitBreaker(
-                int(opts.get("breaker_threshold", 5)), float(opts.get("breaker_reset", 30.0))
-            ),
-            max_concurrency=int(opts.get("max_concurrency", 16)),
-            ssl=bool(opts.get("verify_tls", True)),
-        )
+        self.client = client or client_from_options(opts, url)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -303,15 +286,25 @@ class ScimUpstreamBackend:
 
     async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
         self._check_tenant(ctx)
-        if q.paging == "cursor":
-            raise errors.BadRequest("cursor paging is not supported by the upstream backend")
         params = self._params(ctx, rtype)
+        position = ""
+        if q.paging == "cursor":
+            if not self.capabilities.cursor:
+                raise errors.BadRequest("the upstream does not offer cursor paging")
+            given = q.keyset.sort_value if q.keyset is not None else ""
+            if not isinstance(given, str):
+                raise errors.InvalidCursor("The cursor value is invalid")
+            position = given
         if q.filter is not None:
             params["filter"] = format_filter(q.filter)
         if q.sort is not None:
             params["sortBy"] = _fmt_attr(q.sort.path)
             params["sortOrder"] = "descending" if q.sort.descending else "ascending"
-        params["startIndex"] = str(q.start_index)
+        if q.paging == "cursor":
+            # RFC 9865 3: an empty cursor asks for the first page.
+            params["cursor"] = position
+        else:
+            params["startIndex"] = str(q.start_index)
         params["count"] = str(q.count)
         if sum(len(k) + len(v) for k, v in params.items()) > MAX_QUERY_STRING:
             search: dict[str, Any] = {"schemas": [SEARCH_URN]}
@@ -342,7 +335,17 @@ class ScimUpstreamBackend:
         return Page(
             resources=resources,
             total_results=total if isinstance(total, int) else None,
+            next_keyset=_position(body.get("nextCursor"), "next"),
+            prev_keyset=_position(body.get("previousCursor"), "prev"),
         )
+
+
+def _position(cursor: Any, direction: Literal["next", "prev"]) -> Keyset | None:
+    """An upstream RFC 9865 cursor as the Keyset the core encodes into scimd's cursor:
+    the opaque string rides in ``sort_value`` (``id`` is unused)."""
+    if not isinstance(cursor, str) or not cursor:
+        return None
+    return Keyset(cursor, "", direction)
 
 
 def with_capabilities(backend: ScimUpstreamBackend, **changes: Any) -> None:

@@ -18,11 +18,23 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from scimd_http.testing import MembersAPI
 
 from scimd.state.sqlite import SqliteStateStore
 from scimd.testing.extension import build_contract_registry
 
-__all__ = ["Upstream", "UpstreamTenant", "free_port", "upstream", "upstream_tenant"]
+__all__ = [
+    "MAPPING",
+    "Upstream",
+    "UpstreamTenant",
+    "free_port",
+    "members_api",
+    "upstream",
+    "upstream_tenant",
+]
+
+#: The shipped mapping of the members API.
+MAPPING = Path(__file__).resolve().parents[3] / "conf" / "rest" / "members-api.toml"
 
 
 def free_port() -> int:
@@ -148,3 +160,15 @@ async def upstream_tenant(upstream: Upstream) -> AsyncIterator[UpstreamTenant]:
     finally:
         await store.aclose()
     yield UpstreamTenant(name, token)
+
+
+@pytest_asyncio.fixture(loop_scope="function")
+async def members_api() -> AsyncIterator[MembersAPI]:
+    """The fake SaaS members API (``scimd_http.testing``) on a loopback port, paging by
+    page number (tests change ``style`` for the other pagination styles)."""
+    api = MembersAPI(token="members-token")  # noqa: S106 - fake service
+    await api.start()
+    try:
+        yield api
+    finally:
+        await api.stop()

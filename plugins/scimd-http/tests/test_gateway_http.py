@@ -182,3 +182,34 @@ async def test_upstream_outage_is_503_with_retry_after(
     finally:
         await gw.client.close()
         await proxy.stop()
+
+
+async def test_cursor_paging_is_passed_through(gateway: Gateway) -> None:
+    """RFC 9865: the upstream advertises ``pagination.cursor``; scimd's clients page with
+    ``cursor``/``count`` and get the upstream's pages, ``nextCursor``/``previousCursor``
+    mapped back (wrapped in scimd's own cursors, bound to the query)."""
+    assert gateway.backend.capabilities.cursor
+    names = [f"c{i}" for i in range(5)]
+    for name in names:
+        await gateway.call("POST", "/Users", {"schemas": [USER], "userName": name})
+    status, first, _ = await gateway.call("GET", "/Users?cursor=&count=2&sortBy=userName")
+    assert status == 200 and [r["userName"] for r in first["Resources"]] == names[:2]
+    assert "startIndex" not in first and first["totalResults"] == 5
+    seen = [r["userName"] for r in first["Resources"]]
+    page = first
+    while page.get("nextCursor"):
+        status, page, _ = await gateway.call(
+            "GET", f"/Users?cursor={page['nextCursor']}&count=2&sortBy=userName"
+        )
+        assert status == 200
+        seen += [r["userName"] for r in page["Resources"]]
+    assert seen == names
+    status, back, _ = await gateway.call(
+        "GET", f"/Users?cursor={page['previousCursor']}&count=2&sortBy=userName"
+    )
+    assert status == 200 and [r["userName"] for r in back["Resources"]] == names[2:4]
+    # A cursor is bound to its query: replayed with another filter it is invalidCursor.
+    status, err, _ = await gateway.call(
+        "GET", f'/Users?cursor={first["nextCursor"]}&count=2&filter=userName+eq+"c1"'
+    )
+    assert status == 400 and err["scimType"] == "invalidCursor"

@@ -18,7 +18,7 @@ def test_entry_point_provides_the_backend() -> None:
     assert "scim-upstream" in pm.backend_factories()
     info = {p.name: p for p in pm.list_plugins()}["http"]
     assert info.dist == "scimd-http"
-    assert [b[0] for b in info.backends] == ["scim-upstream"]
+    assert [b[0] for b in info.backends] == ["scim-upstream", "rest"]
 
 
 def test_shipped_config_reads_url_and_token_from_the_environment() -> None:

@@ -102,7 +102,8 @@ async def test_capabilities_come_from_the_upstream_service_provider_config(
     backend = await harness.backend()
     caps = backend.capabilities
     assert caps.sort and caps.etag and caps.native_patch and "co" in caps.filter_ops
-    assert caps.max_results == 1000 and not caps.multi_tenant and not caps.cursor
+    # scimd advertises RFC 9865 cursors: passed through (test_gateway_http).
+    assert caps.max_results == 1000 and not caps.multi_tenant and caps.cursor
 
 
 async def test_get_is_retried_after_429_honouring_retry_after(harness: Harness) -> None:
