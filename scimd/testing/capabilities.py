@@ -10,10 +10,10 @@ then fails the test fails.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from scimd.backend import Capabilities
+from scimd.backend import Backend, Capabilities, OpContext, Page, PatchOp, Query
 from scimd.query.ast import (
     And,
     AttrPath,
@@ -28,6 +28,7 @@ from scimd.schema.model import ResourceType
 
 __all__ = [
     "BOOLEAN_CAPABILITIES",
+    "DeclaringBackend",
     "capability_absent_reason",
     "filter_paths",
     "needed_capabilities",
@@ -151,3 +152,58 @@ def unsupported_filter_reason(caps: Capabilities, rtype: ResourceType, node: Fil
         if not_filterable:
             return f"backend capability 'filterable' declares {not_filterable} absent"
     return None
+
+
+class DeclaringBackend:
+    """``inner`` declaring other ``Capabilities`` than its own (``changes`` as for
+    ``dataclasses.replace``), every call delegated: run a suite against a backend that
+    declares fewer capabilities than it has, to check the capability-aware paths (skips,
+    residual planning, cursor-only collection) with a backend known to be right."""
+
+    def __init__(self, inner: Backend, **changes: Any) -> None:
+        self.inner = inner
+        self.capabilities = dataclasses.replace(inner.capabilities, **changes)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def create(
+        self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.inner.create(ctx, rtype, resource)
+
+    async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
+        return await self.inner.get(ctx, rtype, rid)
+
+    async def replace(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        resource: dict[str, Any],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        return await self.inner.replace(ctx, rtype, rid, resource, if_match=if_match)
+
+    async def patch(
+        self,
+        ctx: OpContext,
+        rtype: ResourceType,
+        rid: str,
+        ops: Sequence[PatchOp],
+        *,
+        if_match: str | None,
+    ) -> dict[str, Any]:
+        return await self.inner.patch(ctx, rtype, rid, ops, if_match=if_match)
+
+    async def delete(
+        self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
+    ) -> None:
+        await self.inner.delete(ctx, rtype, rid, if_match=if_match)
+
+    async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
+        return await self.inner.query(ctx, rtype, q)
