@@ -32,14 +32,18 @@ async def handle(request: web.Request) -> web.Response:
     return web.Response(body=BODY, content_type="application/scim+json")
 
 
+def make_app() -> web.Application:
+    app = web.Application()
+    app.router.add_get("/scim/v2/Users/{id}", handle)
+    return app
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    app = web.Application()
-    app.router.add_get("/scim/v2/Users/{id}", handle)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    web.run_app(make_app(), host=args.host, port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from scimd.query.ast import AttrPath, Filter, PatchPath
+from scimd.query.filter_cache import FilterShape
 
 if TYPE_CHECKING:
     from scimd.schema.model import ResourceType, SchemaRegistry
@@ -73,6 +74,9 @@ class OpContext:
     from the projection): the backend must then not read member rows at all."""
     load_groups: bool = True
     """False when the response will not contain the User's ``groups``."""
+    unique_keys: frozenset[str] = frozenset()
+    """Derived unique keys (``scimd.store.unique_keys``, e.g. ``"email"``) this write must
+    enforce atomically: set by the service only for kinds in ``Capabilities.unique_keys``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,10 @@ class Capabilities:
     max_results: int = 1000
     """Largest page the backend serves (``filter.maxResults``)."""
     multi_tenant: bool = True
+    unique_keys: frozenset[str] = frozenset()
+    """Derived unique keys (``scimd.store.unique_keys``) the backend maintains and, when a
+    write's ``OpContext.unique_keys`` asks, enforces in the write's own transaction (409
+    ``uniqueness``); the service then skips its in-process check for them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,12 @@ class Query:
     count: int = 100
     keyset: Keyset | None = None
     want_total: bool = True
+    shape: tuple[FilterShape, str] | None = None
+    """A hint a backend may ignore: ``(shape, value)`` when ``filter`` is
+    ``shape.build(value)``, one member of a family of filters that differ only in the
+    string value of one ``eq`` comparison (``userName eq "<each user>"``, what identity
+    providers poll with). Shapes compare by identity: a backend can cache what it derives
+    from the filter (compiled SQL) per shape and only put the new value in."""
 
 
 @dataclass(slots=True)

@@ -1165,7 +1165,7 @@ class _Loader:
                 raise ValueError(str(exc)) from None
 
         callers, problems = parse_callers(self.arrays.get("jit.callers", []), deref)
-        idps, more = parse_idps(self.arrays.get("jit.idp", []), self.base_dir)
+        idps, more = parse_idps(self.arrays.get("jit.idp", []), self.base_dir, deref)
         problems += more
         if not problems:
             problems += check_references(callers, idps)

@@ -38,7 +38,7 @@ from scimd.events import EventEmitter, make_event
 from scimd.patch import parse_patch_request
 from scimd.query.ast import AttrPath, Filter
 from scimd.query.evaluate import matches
-from scimd.query.filter_cache import FilterCache
+from scimd.query.filter_cache import FilterCache, FilterShape
 from scimd.query.paging import CursorCodec, clamp_index, query_fingerprint
 from scimd.query.parse import parse_attr_path
 from scimd.query.planner import plan
@@ -243,7 +243,8 @@ class Service:
         if self._password_attr(rtype) is not None and _PASSWORD in resource:
             resource[_PASSWORD] = await self._hash(resource[_PASSWORD])
         async with self._emails.guard(ctx, rtype, resource, None):
-            created = await self.backend.create(self._for_type(ctx, rtype), rtype, resource)
+            write_ctx = self._emails.write_ctx(self._for_type(ctx, rtype), rtype)
+            created = await self.backend.create(write_ctx, rtype, resource)
         await self._emit("created", ctx, rtype, _rid(created), _attr_names(resource))
         return self.scrub(rtype, created)
 
@@ -273,7 +274,7 @@ class Service:
         if has_password:
             new[_PASSWORD] = await self._hash(new[_PASSWORD])
         read_ctx = dataclasses.replace(ctx, load_members=False, load_groups=False)
-        write_ctx = self._for_type(ctx, rtype)
+        write_ctx = self._emails.write_ctx(self._for_type(ctx, rtype), rtype)
         async with self._emails.guard(ctx, rtype, new, rid):
             attempt = 0
             while True:
@@ -315,7 +316,7 @@ class Service:
         ops = parse_patch_request(rtype, self._body(body))
         if self._password_attr(rtype) is not None:
             ops = [await self._hash_op(rtype, op) for op in ops]
-        write_ctx = self._for_type(ctx, rtype)
+        write_ctx = self._emails.write_ctx(self._for_type(ctx, rtype), rtype)
         if self._emails.patch_touches(rtype, ops):
             # The resulting primary email is checked on the version it is predicted from.
             result = await self._emails.patch(
@@ -383,7 +384,10 @@ class Service:
         ctx = self._for_type(ctx, rtype)
         caps = self.backend.capabilities
         start, count = self._window(params)
-        filt: Filter | None = self._parse_filter(params.filter, rtype) if params.filter else None
+        filt: Filter | None = None
+        shape: tuple[FilterShape, str] | None = None
+        if params.filter:
+            filt, shape = self._filters.parse_shaped(params.filter, rtype)
         sort: SortSpec | None = None
         if params.sort_by:
             sort = SortSpec(
@@ -410,11 +414,15 @@ class Service:
             return await self._residual_query(
                 ctx, rtype, pushed, residual, sort, start, count, explanation
             )
-        page = await self.backend.query(
-            ctx,
-            rtype,
-            Query(filter=pushed, sort=sort, paging="index", start_index=start, count=count),
+        query = Query(
+            filter=pushed,
+            sort=sort,
+            paging="index",
+            start_index=start,
+            count=count,
+            shape=shape if pushed is filt else None,
         )
+        page = await self.backend.query(ctx, rtype, query)
         return self._index_result(rtype, page, start, count)
 
     def _parse_filter(self, text: str, rtype: ResourceType) -> Filter:

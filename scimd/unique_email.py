@@ -14,11 +14,14 @@ or a JIT login all write through :class:`scimd.service.Service`, which calls thi
 * A write keeping the key the user already had is allowed even when (legacy) data
   already holds a duplicate, so existing users stay editable.
 
-Race safety: check and write happen under a per-``(tenant, key)`` asyncio lock, so within
-one process two writes of the same email are serialised. Across processes sharing one
-backend the check is not atomic with the write: two simultaneous creations in two
-processes can both pass. Closing that gap needs a unique index on a derived key in each
-backend (see docs/jit.md "Email as the primary identifier").
+Race safety: a backend that declares ``"email"`` in ``Capabilities.unique_keys`` (the
+embedded store does) enforces the key itself, in the write's own transaction, against a
+unique index (``scimd.store.unique_keys``): the service only asks for it through
+``OpContext.unique_keys`` and this guard's query check is skipped; that is safe across
+several scimd processes sharing one database. For other backends this guard is the
+fallback: check and write happen under a per-``(tenant, key)`` asyncio lock, so within one
+process two writes of the same email are serialised, but across processes the check is not
+atomic with the write (see docs/jit.md "Email as the primary identifier").
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ import idna
 import orjson
 
 from scimd.backend import OpContext, PatchOp
-from scimd.errors import PreconditionFailed, Uniqueness
-from scimd.jit.email import EmailError, NormalizedEmail, normalize_email
+from scimd.errors import PreconditionFailed
+from scimd.jit.email import NormalizedEmail
 from scimd.patch import apply_patch
 from scimd.schema.model import ResourceType
+from scimd.store.unique_keys import EMAIL, email_conflict, primary_email
 
 if TYPE_CHECKING:
     from scimd.service import Service
@@ -47,23 +51,6 @@ __all__ = ["EmailGuard", "email_forms", "primary_email"]
 _USER = "User"
 _CANDIDATES = 50
 _RETRIES = 10
-
-
-def primary_email(resource: Mapping[str, Any]) -> NormalizedEmail | None:
-    """The normalised primary email of a User (``primary: true``, else the first entry)."""
-    emails = resource.get("emails")
-    if not isinstance(emails, list):
-        return None
-    entries = [e for e in emails if isinstance(e, Mapping) and isinstance(e.get("value"), str)]
-    chosen = next((e for e in entries if e.get("primary") is True), None)
-    if chosen is None and entries:
-        chosen = entries[0]
-    if chosen is None:
-        return None
-    try:
-        return normalize_email(chosen["value"])
-    except EmailError:
-        return None
 
 
 def email_forms(email: NormalizedEmail) -> list[str]:
@@ -106,6 +93,18 @@ class EmailGuard:
     def applies(self, rtype: ResourceType) -> bool:
         return self.enabled and rtype.name == _USER
 
+    def native(self, rtype: ResourceType) -> bool:
+        """The backend enforces the key itself, atomically with the write
+        (``Capabilities.unique_keys``): no in-process check is needed."""
+        caps = self.service.backend.capabilities
+        return self.applies(rtype) and EMAIL in getattr(caps, "unique_keys", frozenset())
+
+    def write_ctx(self, ctx: OpContext, rtype: ResourceType) -> OpContext:
+        """``ctx`` asking the backend to enforce the email key, when it can."""
+        if not self.native(rtype) or EMAIL in ctx.unique_keys:
+            return ctx
+        return dataclasses.replace(ctx, unique_keys=ctx.unique_keys | {EMAIL})
+
     @contextlib.asynccontextmanager
     async def _hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
         lock, users = self._locks.get(key, (asyncio.Lock(), 0))
@@ -130,7 +129,7 @@ class EmailGuard:
     ) -> AsyncIterator[None]:
         """Hold the email's lock and refuse a duplicate (409) while the write runs."""
         email = primary_email(resource) if self.applies(rtype) else None
-        if email is None:
+        if email is None or self.native(rtype):
             yield
             return
         async with self._hold((ctx.tenant, email.address)):
@@ -163,13 +162,10 @@ class EmailGuard:
                 current = await self.service.backend.get(read, rtype, rid)
                 if _key(primary_email(current)) == email.address:
                     return
-        raise Uniqueness(
-            f"The email {email.original!r} is already the primary email of another user "
-            "(emails are unique per tenant: scim.unique_email)"
-        )
+        raise email_conflict(email.original)
 
     def patch_touches(self, rtype: ResourceType, ops: Sequence[PatchOp]) -> bool:
-        return self.applies(rtype) and _touches_emails(rtype, ops)
+        return self.applies(rtype) and not self.native(rtype) and _touches_emails(rtype, ops)
 
     async def patch(
         self,

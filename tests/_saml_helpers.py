@@ -255,4 +255,76 @@ async def saml_login(
     return await jit.post(body, **kw)
 
 
-__all__ += ["ENTRA_OID", "sign_assertion"]
+XENC = "http://www.w3.org/2001/04/xmlenc#"
+XENC11 = "http://www.w3.org/2009/xmlenc11#"
+
+
+def encrypt_assertion(
+    resp: Any,
+    recipient: Signer | None = None,
+    *,
+    content: str = f"{XENC11}aes256-gcm",
+    transport: str = f"{XENC}rsa-oaep-mgf1p",
+    oaep_digest: str | None = None,
+    mgf: str | None = None,
+    key_inside: bool = True,
+) -> Any:
+    """Replace the Response's (possibly signed) Assertion by an ``EncryptedAssertion``
+    for ``recipient``'s public key (XML Encryption 1.1, as SAML IdPs do). ``transport``
+    ``xmlenc#rsa-1_5`` uses PKCS#1 v1.5 (what an attacker or an old IdP sends)."""
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    recipient = recipient or Signer.get("sp")
+    assertion = resp.find(f"{{{SAML}}}Assertion")
+    plain = etree.tostring(assertion)
+    size = 16 if "128" in content else 32
+    cek = secrets.token_bytes(size)
+    if content.endswith("gcm"):
+        iv = secrets.token_bytes(12)
+        blob = iv + AESGCM(cek).encrypt(iv, plain, None)
+    else:
+        iv = secrets.token_bytes(16)
+        pad = 16 - len(plain) % 16
+        padded = plain + secrets.token_bytes(pad - 1) + bytes([pad])
+        enc = Cipher(algorithms.AES(cek), modes.CBC(iv)).encryptor()
+        blob = iv + enc.update(padded) + enc.finalize()
+    hashes_by_uri: dict[str | None, hashes.HashAlgorithm] = {
+        None: hashes.SHA1(),
+        f"{DS}sha1": hashes.SHA1(),
+        f"{XENC}sha256": hashes.SHA256(),
+        f"{XENC11}mgf1sha1": hashes.SHA1(),
+        f"{XENC11}mgf1sha256": hashes.SHA256(),
+    }
+    public = recipient.key.public_key()
+    if transport.endswith("rsa-1_5"):
+        wrapped = public.encrypt(cek, padding.PKCS1v15())
+    else:
+        pad_alg = padding.OAEP(
+            mgf=padding.MGF1(hashes_by_uri[mgf]),
+            algorithm=hashes_by_uri[oaep_digest],
+            label=None,
+        )
+        wrapped = public.encrypt(cek, pad_alg)
+    encrypted = etree.Element(f"{{{SAML}}}EncryptedAssertion", nsmap=_NSMAP)
+    data = etree.SubElement(
+        encrypted, f"{{{XENC}}}EncryptedData", nsmap={"xenc": XENC}, Type=f"{XENC}Element"
+    )
+    etree.SubElement(data, f"{{{XENC}}}EncryptionMethod", Algorithm=content)
+    holder = etree.SubElement(data, f"{{{DS}}}KeyInfo", nsmap={"ds": DS}) if key_inside else None
+    cipher = etree.SubElement(data, f"{{{XENC}}}CipherData")
+    etree.SubElement(cipher, f"{{{XENC}}}CipherValue").text = base64.b64encode(blob).decode()
+    ek = etree.SubElement(holder if holder is not None else encrypted, f"{{{XENC}}}EncryptedKey")
+    method = etree.SubElement(ek, f"{{{XENC}}}EncryptionMethod", Algorithm=transport)
+    if oaep_digest is not None:
+        etree.SubElement(method, f"{{{DS}}}DigestMethod", Algorithm=oaep_digest)
+    if mgf is not None:
+        etree.SubElement(method, f"{{{XENC11}}}MGF", Algorithm=mgf)
+    ek_cipher = etree.SubElement(ek, f"{{{XENC}}}CipherData")
+    etree.SubElement(ek_cipher, f"{{{XENC}}}CipherValue").text = base64.b64encode(wrapped).decode()
+    resp.replace(assertion, encrypted)
+    return resp
+
+
+__all__ += ["ENTRA_OID", "XENC", "XENC11", "encrypt_assertion", "sign_assertion"]

@@ -173,8 +173,12 @@ async def test_method_not_allowed_on_resource(scim: Scim) -> None:
 async def test_request_id_is_echoed_or_generated(scim: Scim) -> None:
     resp = await scim.request("GET", "/Users", headers={"X-Request-Id": "abc-123"})
     assert resp.headers["X-Request-Id"] == "abc-123"
-    resp = await scim.request("GET", "/Users")
-    assert len(resp.headers["X-Request-Id"]) >= 16
+    generated = set()
+    for _ in range(3):
+        resp = await scim.request("GET", "/Users")
+        generated.add(resp.headers["X-Request-Id"])
+    assert len(generated) == 3  # each request its own id
+    assert all(len(rid) >= 16 for rid in generated)  # with a random part: unique per run
     resp = await scim.request("GET", "/Users", headers={"X-Request-Id": "bad id\twith spaces"})
     assert resp.headers["X-Request-Id"] != "bad id\twith spaces"
 

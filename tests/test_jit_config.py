@@ -169,4 +169,7 @@ async def test_state_schema_v1_migrates_to_jit_tables(tmp_path: Path) -> None:
         assert await store.claim_replay("okta:jti:1", later) is False
     finally:
         await store.aclose()
-    assert sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0] == 2
+    assert (
+        sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
+        == state_sqlite.SCHEMA_VERSION
+    )

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from scimd.jit.config import JitCaller, JitIdp
+from scimd.jit.http import JIT_SERVICE
+from scimd.state.base import EmailMarkStore, JitStateStore
 from tests._http_helpers import AiohttpClient
 from tests._jit_helpers import SECRET, JitApp, make_idp, make_jit_app, make_token
 from tests._jit_helpers import jit_settings as settings_for
@@ -174,3 +176,57 @@ async def test_changed_email_is_unverified_for_link_by_email(
     # The user's own links keep working.
     status, body, _h = await jit.login(make_token(email="ann.new@example.com"))
     assert (status, body["user"]["id"]) == (200, uid)
+
+
+async def test_unverified_mark_is_kept_by_the_state_store_and_cleared_by_delete(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    linker = make_idp(id="other", link_by_email="verified_email", scim_correlation=None)
+    jit = await app_with(aiohttp_client, tmp_path, linker, ownership=JIT_EMAILS)
+    _s, body, _h = await jit.login(make_token(email="ann@example.com"))
+    uid = body["user"]["id"]
+    state = jit.scim.state
+    assert isinstance(state, EmailMarkStore)
+    # The address a login created the user with came from a verified claim: no mark.
+    assert not await state.email_unverified("default", uid, "ann@example.com")
+    assert (await jit.login(make_token(email="Ann.New@Example.com")))[0] == 200
+    assert await state.email_unverified("default", uid, "ann.new@example.com")
+    # Stored as a mark of its own, not among the idempotency records.
+    assert isinstance(state, JitStateStore)
+    assert await state.get_idempotency("jit:email-unverified", f"default:{uid}") is None
+    # SCIM deletes the user: its marks go with it.
+    status, _body = await jit.scim.call("DELETE", f"/Users/{uid}")
+    assert status == 204
+    assert not await state.email_unverified("default", uid, "ann.new@example.com")
+
+
+class _LegacyState:
+    """A JIT state store without ``EmailMarkStore`` (the marks then live among the
+    idempotency records)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("mark_email_unverified", "email_unverified", "clear_email_marks"):
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def test_store_without_email_marks_still_refuses_the_email_link(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    linker = make_idp(id="other", link_by_email="verified_email", scim_correlation=None)
+    jit = await app_with(aiohttp_client, tmp_path, linker, ownership=JIT_EMAILS)
+    runtime = jit.scim.runtime
+    service = jit.scim.app[JIT_SERVICE]
+    legacy = _LegacyState(runtime.state)
+    assert not isinstance(legacy, EmailMarkStore)
+    assert isinstance(legacy, JitStateStore)
+    service.state = legacy
+    assert (await jit.login(make_token(email="ann@example.com")))[0] == 201
+    assert (await jit.login(make_token(email="ann.new@example.com")))[0] == 200
+    status, body, _h = await jit.login(
+        make_token(sub="other-2", email="ann.new@example.com"), body={"idp": "other"}
+    )
+    assert (status, body["reason"]) == (409, "link_requires_confirmation")

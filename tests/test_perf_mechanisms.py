@@ -297,3 +297,149 @@ def test_filter_cache_builds_a_polled_shape_without_parsing() -> None:
     with pytest.raises(ScimError):
         cache.parse('meta.lastModified gt "2020-01-01T00:00:00Z" and meta.created eq "x"', rt)
     assert cache.shape_hits == 20
+
+
+# --------------------------------------------------------------------------------------
+# Reads on the event loop under a budget (``[storage.embedded] inline_budget``): index
+# probes are answered on the loop's own connection, anything bigger is interrupted by
+# SQLite's progress handler and answered by a reader thread — with the same result.
+
+
+async def _budgeted(tmp_path: Path, budget: int) -> tuple[SQLiteBackend, list[tuple[str, str]]]:
+    import threading
+
+    seen: list[tuple[str, str]] = []
+    base = make_backend(tmp_path / "s.db")
+    env = BackendEnv(
+        options={"path": "s.db", "readers": 2, "inline_budget": budget},
+        registry=base.registry,
+        base_dir=tmp_path,
+    )
+    store = SQLiteBackend(env)
+    store.trace = lambda sql: seen.append((threading.current_thread().name, sql))
+    await store.start()
+    return store, seen
+
+
+async def test_index_probes_run_on_the_loop_and_scans_move_to_a_reader(tmp_path: Path) -> None:
+    import threading
+
+    store, seen = await _budgeted(tmp_path, 5_000)
+    loop_thread = threading.current_thread().name
+    try:
+        for i in range(200):
+            await store.create(ctx(), user_type(), user(f"person{i:03d}"))
+        some = (await store.query(ctx(), user_type(), Query(count=1))).resources[0]
+
+        seen.clear()
+        before = store.inline_reads
+        got = await store.get(ctx(), user_type(), some["id"])
+        assert got["userName"] == some["userName"]
+        assert store.inline_reads == before + 1
+        assert seen and {thread for thread, _ in seen} == {loop_thread}
+
+        # A substring search reads every userName: over budget on the loop, so it is
+        # interrupted there and answered in full by a reader thread.
+        seen.clear()
+        flt = parse_filter('userName co "person"', user_type())
+        page = await store.query(ctx(), user_type(), Query(filter=flt, count=5, want_total=True))
+        assert page.total_results == 200 and len(page.resources) == 5
+        threads = [thread for thread, _ in seen]
+        assert threads[0] == loop_thread  # tried inline first
+        assert threads[-1].startswith("scimd-store-r")  # finished by a reader
+        assert store._inline is not None and not store._inline.in_transaction
+
+        # The loop's connection is still good for the next probe.
+        before = store.inline_reads
+        assert (await store.get(ctx(), user_type(), some["id"]))["id"] == some["id"]
+        assert store.inline_reads == before + 1
+    finally:
+        await store.aclose()
+
+
+async def test_inline_reads_can_be_turned_off(tmp_path: Path) -> None:
+    import threading
+
+    store, seen = await _budgeted(tmp_path, 0)
+    try:
+        created = await store.create(ctx(), user_type(), user("solo"))
+        seen.clear()
+        assert (await store.get(ctx(), user_type(), created["id"]))["userName"] == "solo"
+        assert store.inline_reads == 0
+        assert {thread for thread, _ in seen} != {threading.current_thread().name}
+        assert all(thread.startswith("scimd-store-r") for thread, _ in seen)
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    ("shape", "stored", "asked"),
+    [
+        # userName is caseExact=false: the polled value is casefolded like the stored one.
+        ('userName eq "{}"', "Polled{}", "POLLED{}"),
+        ('emails[type eq "work"].value eq "{}"', "p{}@Example.com", "P{}@EXAMPLE.COM"),
+        # externalId is caseExact: another case is another value.
+        ('externalId eq "{}"', "Ext-{}", "Ext-{}"),
+    ],
+)
+async def test_a_polled_shape_compiles_once_and_answers_every_value(
+    traced: tuple[SQLiteBackend, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    shape: str,
+    stored: str,
+    asked: str,
+) -> None:
+    """``Query.shape``: the statement compiled for the first filter of a shape serves the
+    next ones with only the compared value changed — and each gets its own answer."""
+    store = traced[0]
+    rt = user_type()
+    ids = []
+    for i in range(6):
+        body = user(
+            f"polled{i}" if "userName" not in shape else stored.format(i),
+            emails=[{"value": stored.format(i), "type": "work"}],
+            externalId=stored.format(i),
+        )
+        ids.append((await store.create(ctx(), rt, body))["id"])
+    cache = FilterCache()
+    compiled = 0
+    real = store.compile_where
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        nonlocal compiled
+        compiled += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(store, "compile_where", counting)
+    for i in range(6):
+        flt, shaped = cache.parse_shaped(shape.format(asked.format(i)), rt)
+        assert shaped is not None
+        page = await store.query(ctx(), rt, Query(filter=flt, shape=shaped))
+        assert [r["id"] for r in page.resources] == [ids[i]], shape
+        assert page.total_results == 1
+        # the same filter without the hint gives the same answer
+        plain = await store.query(ctx(), rt, Query(filter=flt))
+        assert plain.resources == page.resources
+    with_hint = compiled - 6  # the unhinted queries compile every time
+    assert with_hint == 2  # the first query of the shape: its filter and a probe value
+    if "externalId" in shape:
+        flt, shaped = cache.parse_shaped(shape.format("EXT-1"), rt)
+        page = await store.query(ctx(), rt, Query(filter=flt, shape=shaped))
+        assert page.resources == []
+
+
+async def test_a_shape_first_seen_before_its_attribute_is_stored_still_finds_it_later(
+    traced: tuple[SQLiteBackend, list[str]],
+) -> None:
+    """Canaille's push: ``externalId eq "<id>"`` asked before any user has an externalId
+    (the statement then matches nothing), the user POSTed, then the same shape again."""
+    store = traced[0]
+    rt = user_type()
+    cache = FilterCache()
+    for value in ("first", "second"):
+        flt, shaped = cache.parse_shaped(f'externalId eq "{value}"', rt)
+        assert (await store.query(ctx(), rt, Query(filter=flt, shape=shaped))).resources == []
+    created = await store.create(ctx(), rt, user("pushed", externalId="third"))
+    flt, shaped = cache.parse_shaped('externalId eq "third"', rt)
+    page = await store.query(ctx(), rt, Query(filter=flt, shape=shaped))
+    assert [r["id"] for r in page.resources] == [created["id"]]

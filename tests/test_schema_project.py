@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,71 @@ def test_returned_request_and_never_in_sub_attributes(tmp_path: Path) -> None:
 def test_unknown_or_malformed_names_are_ignored(attrs: list[str]) -> None:
     out = project(user_type(), _stored_user(), attributes=attrs)
     assert list(out) == ["schemas", "id"]
+
+
+# --------------------------------------------------------------------------------------
+# The default view's shortcut: a resource that is already its own default view is
+# returned as is; anything else must come out exactly as the full projection makes it.
+
+_MUTATIONS: dict[str, Any] = {
+    "none_top": lambda r: r.__setitem__("displayName", None),
+    "unknown_top": lambda r: r.__setitem__("favouriteColour", "blue"),
+    "lower_case_name": lambda r: r.__setitem__("username", r.pop("userName")),
+    "unknown_sub": lambda r: r["name"].__setitem__("nickname", "Babs"),
+    "unknown_element_sub": lambda r: r["emails"][0].__setitem__("label", "x"),
+    "empty_element": lambda r: r["emails"].append({}),
+    "empty_complex": lambda r: r.__setitem__("name", {}),
+    "complex_as_list": lambda r: r.__setitem__("name", [r["name"]]),
+    "multi_as_dict": lambda r: r.__setitem__("emails", r["emails"][0]),
+    "empty_multi": lambda r: r.__setitem__("phoneNumbers", []),
+    "password": lambda r: r.__setitem__("password", "$argon2id$hash"),
+    "schemas_reversed": lambda r: r["schemas"].reverse(),
+    "schemas_missing_ext": lambda r: r.__setitem__("schemas", [USER_URN]),
+    "schemas_absent": lambda r: r.pop("schemas"),
+    "empty_ext": lambda r: r.__setitem__(ENTERPRISE_URN, {}),
+    "ext_unknown": lambda r: r[ENTERPRISE_URN].__setitem__("shoeSize", 9),
+    "ext_none": lambda r: r[ENTERPRISE_URN].__setitem__("division", None),
+    "ext_removed": lambda r: r.pop(ENTERPRISE_URN),
+    "meta_unknown_sub": lambda r: r["meta"].__setitem__("etag", "x"),
+    "meta_first": lambda r: r.update({k: r.pop(k) for k in [k for k in r if k != "meta"]}),
+    "name_last": lambda r: r.__setitem__("name", r.pop("name")),
+    "groups_after_meta": lambda r: r.__setitem__("groups", r.pop("groups")),
+}
+
+
+def _default_view_rebuilt(resource: dict[str, Any]) -> dict[str, Any]:
+    """The full projection, bypassing the shortcut (the oracle the RFC tests above pin)."""
+    mod = importlib.import_module("scimd.schema.project")
+    rtype = user_type()
+    plan = mod._plan(rtype)
+    return mod._project(plan, mod._spec(rtype, (), ()), resource)
+
+
+def test_default_view_of_a_canonical_user_is_the_user_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    canonical = _default_view_rebuilt(_stored_user())
+    # As the embedded store returns it (id first, groups attached after meta) once the
+    # service scrubbed the password hash.
+    user = {"id": canonical["id"], **canonical}
+    user["groups"] = user.pop("groups")
+    # Taken without rebuilding: the full projection is not called at all.
+    monkeypatch.setattr(importlib.import_module("scimd.schema.project"), "_project", None)
+    out = project(user_type(), user)
+    assert out == user
+    assert list(out) == list(canonical)  # schemas, id, ... meta: canonical order
+    assert out is not user  # a copy the caller may change
+    out["id"] = "changed"
+    assert user["id"] != "changed"
+
+
+@pytest.mark.parametrize("names", [[m] for m in _MUTATIONS] + [list(_MUTATIONS)[::3]])
+def test_default_view_matches_full_projection_whatever_the_input(names: list[str]) -> None:
+    user = _default_view_rebuilt(_stored_user())
+    for name in names:
+        _MUTATIONS[name](user)
+    snapshot = json.loads(json.dumps(user))
+    out, full = project(user_type(), user), _default_view_rebuilt(user)
+    assert out == full
+    assert list(out) == list(full)  # the same canonical order too
+    assert user == snapshot  # the input is never changed

@@ -18,6 +18,7 @@ Method checks happen in the router, before any of this reads a body: a POST to
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 import secrets
@@ -52,65 +53,28 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
 def build_middlewares(runtime: Runtime) -> list[Middleware]:
-    """The pipeline for one application, in order."""
+    """The pipeline for one application: the four stages above in one middleware (each
+    aiohttp middleware layer costs a call and a coroutine on every request)."""
     anonymous_discovery = runtime.settings.server.anonymous_discovery
     authenticator = runtime.authenticator
     policies = runtime.policies
+    # Request ids only need to be unique, not unguessable: a random prefix per application
+    # (built in each worker after the fork) and a counter, instead of reading the OS's
+    # random source on every request.
+    prefix = secrets.token_hex(8) + "-"
+    counter = itertools.count(1)
 
-    @web.middleware
-    async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        incoming = request.headers.get("X-Request-Id")
-        # Only accept ids that are safe to log and echo; otherwise make our own.
-        if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
-            rid = incoming
-        else:
-            rid = secrets.token_hex(12)
-        request[REQUEST_ID] = rid
-        response = await handler(request)
-        response.headers["X-Request-Id"] = rid
-        return response
-
-    @web.middleware
-    async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except ScimError as exc:
-            return error_response(exc)
-        except web.HTTPException as exc:
-            return error_response(_from_http_exception(request, exc))
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            raise
-        except Exception:
-            rid = request.get(REQUEST_ID, "-")
-            log.exception(
-                "unhandled error in %s %s (request id %s)", request.method, request.path, rid
-            )
-            return scim_response(
-                {
-                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
-                    "status": "500",
-                    "detail": f"Internal server error (request id {rid})",
-                },
-                status=500,
-            )
-
-    @web.middleware
-    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def admit(request: web.Request) -> None:
+        """Authentication/tenant, then content negotiation."""
         policy = policies.get(request.match_info.route)
-        if policy is None or policy == "public":
-            return await handler(request)
-        if policy == "discovery" and anonymous_discovery:
-            return await handler(request)
-        principal = await authenticator.authenticate(request.headers.get("Authorization"))
-        request[PRINCIPAL] = principal
-        if policy == "write":
-            require_scope(principal, "write")
-        elif policy == "read" or policy == "discovery":
-            require_scope(principal, "read")
-        return await handler(request)
-
-    @web.middleware
-    async def negotiation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if (
+            policy is not None
+            and policy != "public"
+            and not (policy == "discovery" and anonymous_discovery)
+        ):
+            principal = await authenticator.authenticate(request.headers.get("Authorization"))
+            request[PRINCIPAL] = principal
+            require_scope(principal, "write" if policy == "write" else "read")
         if request.method in _BODY_METHODS and request.match_info.http_exception is None:
             raw = request.headers.get("Content-Type")
             if raw is None:
@@ -121,9 +85,42 @@ def build_middlewares(runtime: Runtime) -> list[Middleware]:
                     raise UnsupportedMediaType(
                         f"Unsupported Content-Type {mime or raw!r}: send application/scim+json"
                     )
-        return await handler(request)
 
-    return [request_id_middleware, error_middleware, auth_middleware, negotiation_middleware]
+    @web.middleware
+    async def pipeline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-Id")
+        # Only accept ids that are safe to log and echo; otherwise make our own.
+        if incoming is not None and _REQUEST_ID_RE.fullmatch(incoming):
+            rid = incoming
+        else:
+            rid = f"{prefix}{next(counter):x}"
+        request[REQUEST_ID] = rid
+        response: web.StreamResponse
+        try:
+            await admit(request)
+            response = await handler(request)
+        except ScimError as exc:
+            response = error_response(exc)
+        except web.HTTPException as exc:
+            response = error_response(_from_http_exception(request, exc))
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise
+        except Exception:
+            log.exception(
+                "unhandled error in %s %s (request id %s)", request.method, request.path, rid
+            )
+            response = scim_response(
+                {
+                    "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                    "status": "500",
+                    "detail": f"Internal server error (request id {rid})",
+                },
+                status=500,
+            )
+        response.headers["X-Request-Id"] = rid
+        return response
+
+    return [pipeline]
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> ScimError:

@@ -135,6 +135,9 @@ class JitIdp:
     """The attribute whose value is the ``email`` claim."""
     allow_idp_initiated: bool = False
     max_response_bytes: int = 128 * 1024
+    decryption_keys: tuple[str, ...] = field(default=(), repr=False)
+    """The SP's RSA private keys (PEM, from ``decryption_key`` secret references) for
+    encrypted assertions; empty: encrypted assertions are refused."""
 
     def owner(self, attribute: str) -> str:
         """Ownership of a SCIM attribute path (``default`` when not listed)."""
@@ -385,6 +388,7 @@ _IDP_KEYS = (
     "email_attribute",
     "allow_idp_initiated",
     "max_response_bytes",
+    "decryption_key",
 )
 _OIDC_ONLY = ("issuer", "audiences", "jwks_uri", "jwks", "jwks_file", "algorithms")
 _SAML_ONLY = (
@@ -397,13 +401,16 @@ _SAML_ONLY = (
     "email_attribute",
     "allow_idp_initiated",
     "max_response_bytes",
+    "decryption_key",
 )
 MAX_SAML_RESPONSE = 192 * 1024
 """Upper bound of ``max_response_bytes`` (its base64 must fit the 256 KiB request cap)."""
 
 
-def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
-    """``[[jit.idp]]`` -> IdPs, problems."""
+def parse_idps(
+    value: Any, base_dir: Path, deref: Deref | None = None
+) -> tuple[tuple[JitIdp, ...], Issues]:
+    """``[[jit.idp]]`` -> IdPs, problems (``deref`` resolves secret references)."""
     issues: Issues = []
     out: list[JitIdp] = []
     seen: set[str] = set()
@@ -466,6 +473,7 @@ def parse_idps(value: Any, base_dir: Path) -> tuple[tuple[JitIdp, ...], Issues]:
                 e.issue(f"ownership.{attr}", f"expected one of {', '.join(OWNERSHIP)}")
         groups = _groups(e)
         saml_keys = _saml(e, base_dir, required=verify and saml)
+        saml_keys["decryption_keys"] = _decryption_keys(e, deref)
         idp = JitIdp(
             id=ident,
             protocol=protocol,
@@ -583,6 +591,37 @@ def _saml(e: _Entry, base_dir: Path, *, required: bool) -> dict[str, Any]:
                 "required: the IdP's signing certificates (PEM), or signing_certs_file",
             )
     return out
+
+
+def _decryption_keys(e: _Entry, deref: Deref | None) -> tuple[str, ...]:
+    """``decryption_key``: a secret reference (or a list of them, for rollover) to the SP's
+    RSA private key in PEM. Never a literal in the file, never shown in an error."""
+    from scimd.jit.xmlenc import load_decryption_keys
+
+    raw = e.raw("decryption_key")
+    if raw is None:
+        return ()
+    refs = raw if isinstance(raw, list) else [raw]
+    pems: list[str] = []
+    for ref in refs:
+        if not isinstance(ref, dict):
+            e.issue(
+                "decryption_key",
+                'a private key must not be written in the file; use { "$file" = "/path" } '
+                'or { "$env" = "NAME" }',
+            )
+            return ()
+        if deref is None:
+            e.issue("decryption_key", "secret references cannot be resolved here")
+            return ()
+        try:
+            pem = deref(ref)
+            load_decryption_keys([pem])
+        except ValueError as exc:
+            e.issue("decryption_key", str(exc))
+            return ()
+        pems.append(pem)
+    return tuple(pems)
 
 
 def _signing_certs(e: _Entry, base_dir: Path) -> tuple[str, ...]:

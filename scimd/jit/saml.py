@@ -3,8 +3,9 @@
 * Size-capped (``max_response_bytes``), UTF-8 only, any DOCTYPE or ENTITY declaration is
   refused before parsing; lxml then parses with ``resolve_entities=False``,
   ``no_network=True``, ``load_dtd=False``: nothing is ever resolved or fetched.
-* Structure before crypto: exactly one ``saml:Assertion`` anywhere in the document, no
-  ``EncryptedAssertion`` (not supported: a clear 400), no duplicate ``ID``/``Id``/``id``
+* Structure before crypto: exactly one ``saml:Assertion`` anywhere in the document, or
+  exactly one ``EncryptedAssertion`` (a child of the Response, with no plain Assertion
+  beside it; see "Encrypted assertions" below), no duplicate ``ID``/``Id``/``id``
   values, every ``ds:Signature`` a child of the Response or of the Assertion, with a
   non-empty ``SignedInfo``; signature and digest algorithms from an allow-list (SHA-1 and
   anything else is ``unsupported_algorithm``).
@@ -22,6 +23,13 @@
 * Subject: a persistent ``NameID`` (``subject_source = "nameid"``) or one configured
   single-valued attribute (e.g. Entra's objectidentifier claim). Attributes become claims
   by their ``Name``; ``email`` comes from ``email_attribute``.
+
+Encrypted assertions (``scimd.jit.xmlenc``: RSA-OAEP key transport of an AES-GCM/CBC key,
+with the IdP's ``decryption_key``): a signature on the Response is verified first, over the
+encrypted form, and the EncryptedAssertion is taken from the signed node; the decrypted
+Assertion then passes the same parsing guards, and its own signature (if any) is verified
+on the decrypted document; at least one of the two must be signed. Everything after that
+is the same checks as for a plain assertion.
 
 The assertion ID is returned as the replay key (one-time use until NotOnOrAfter + skew,
 recorded by the service in the same replay cache as OIDC ``jti``s).
@@ -42,6 +50,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from lxml import etree  # type: ignore[import-untyped]
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidInput, InvalidSignature, SignXMLException
@@ -49,6 +58,7 @@ from signxml.verifier import SignatureConfiguration, XMLVerifier
 
 from scimd.jit.config import JitIdp
 from scimd.jit.errors import JitError
+from scimd.jit.xmlenc import decrypt_assertion, load_decryption_keys
 
 __all__ = [
     "BEARER",
@@ -70,6 +80,7 @@ _XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 _RESPONSE = f"{{{SAMLP}}}Response"
 _ASSERTION = f"{{{SAML}}}Assertion"
 _SIGNATURE = f"{{{DS}}}Signature"
+_ENCRYPTED = f"{{{SAML}}}EncryptedAssertion"
 
 SIGNATURE_METHODS = frozenset(
     {
@@ -206,19 +217,17 @@ def _instant(value: str | None, what: str) -> float | None:
 
 def _structure(root: Any) -> Any:
     """Checks that need no key: returns the one Assertion of the document."""
-    if root.tag != _RESPONSE:
-        raise JitError(400, "bad_request", "saml_response is not a samlp:Response")
-    if any(True for _ in root.iter(f"{{{SAML}}}EncryptedAssertion")):
-        raise JitError(
-            400,
-            "bad_request",
-            "Encrypted SAML assertions are not supported: configure the IdP to sign the "
-            "assertion without encrypting it (TLS protects it in transit)",
-        )
     assertions = list(root.iter(_ASSERTION))
     if len(assertions) != 1:
         raise _reject("invalid_signature", f"expected one Assertion, found {len(assertions)}")
     assertion = assertions[0]
+    _unique_ids(root)
+    if not _signatures(root, (root, assertion)):
+        raise _reject("invalid_signature", "the response is not signed")
+    return assertion
+
+
+def _unique_ids(root: Any) -> None:
     seen: set[str] = set()
     for el in root.iter():
         if not isinstance(el.tag, str):
@@ -228,12 +237,15 @@ def _structure(root: Any) -> Any:
                 if value in seen:
                     raise _reject("invalid_signature", f"duplicate ID {value!r}")
                 seen.add(value)
+
+
+def _signatures(root: Any, parents: tuple[Any, ...]) -> int:
+    """Every ``ds:Signature`` under ``root`` is a child of one of ``parents``, not empty,
+    with allowed algorithms only; returns how many there are."""
     signatures = list(root.iter(_SIGNATURE))
-    if not signatures:
-        raise _reject("invalid_signature", "the response is not signed")
     for sig in signatures:
         parent = sig.getparent()
-        if parent is not root and parent is not assertion:
+        if not any(parent is p for p in parents):
             raise _reject("invalid_signature", "a Signature outside the Response/Assertion")
         info = sig.find(f"{{{DS}}}SignedInfo")
         value = sig.find(f"{{{DS}}}SignatureValue")
@@ -252,7 +264,67 @@ def _structure(root: Any) -> Any:
                 alg = method.get("Algorithm", "")
                 if alg not in _TRANSFORMS:
                     raise _reject("unsupported_algorithm", f"{tag} {alg!r}")
-    return assertion
+    return len(signatures)
+
+
+def _encrypted(root: Any) -> Any:
+    """The document's one ``EncryptedAssertion`` (a child of the Response, alone: no plain
+    Assertion beside it), or None."""
+    found = list(root.iter(_ENCRYPTED))
+    if not found:
+        return None
+    if len(found) > 1 or any(True for _ in root.iter(_ASSERTION)):
+        raise _reject("invalid_signature", "an EncryptedAssertion beside another assertion")
+    if found[0].getparent() is not root:
+        raise _reject("invalid_signature", "the EncryptedAssertion is not in the Response")
+    return found[0]
+
+
+@functools.lru_cache(maxsize=16)
+def _decryption_keys(pems: tuple[str, ...]) -> tuple[RSAPrivateKey, ...]:
+    return load_decryption_keys(pems)
+
+
+def _open_encrypted(
+    root: Any, data: bytes, certs: Sequence[x509.Certificate], idp: JitIdp
+) -> tuple[Any, Any, bool]:
+    """Verify the Response signature (if any) over the encrypted form, decrypt the
+    assertion from the signed node, and verify the assertion's own signature (if any):
+    returns (assertion, response, response signed). One of the two must be signed."""
+    if not idp.decryption_keys:
+        raise JitError(
+            400,
+            "bad_request",
+            "Encrypted SAML assertions need this IdP's decryption_key (the SP private key)",
+        )
+    _unique_ids(root)
+    resp, resp_signed = root, False
+    encrypted = _encrypted(root)
+    if _signatures(root, (root,)):
+        signed = _verify_signature(data, certs)
+        found = signed.findall(_ENCRYPTED) if signed.tag == _RESPONSE else []
+        if len(found) != 1:
+            raise _reject("invalid_signature", "the signed Response holds no EncryptedAssertion")
+        encrypted, resp, resp_signed = found[0], signed, True
+    try:
+        keys = _decryption_keys(idp.decryption_keys)
+    except ValueError as exc:  # pragma: no cover - validated by the configuration
+        raise _reject("invalid_signature", f"decryption key unusable: {exc}") from None
+    plain = decrypt_assertion(encrypted, keys)
+    inner = _parse(plain)
+    if inner.tag != _ASSERTION:
+        raise _reject("invalid_signature", "the decrypted data is not an Assertion")
+    if sum(1 for _ in inner.iter(_ASSERTION, _ENCRYPTED)) != 1:
+        raise _reject("invalid_signature", "the decrypted Assertion holds another assertion")
+    _unique_ids(inner)
+    if _signatures(inner, (inner,)):
+        signed_inner = _verify_signature(plain, certs)
+        if signed_inner.tag != _ASSERTION or signed_inner.get("ID") != inner.get("ID"):
+            raise _reject("invalid_signature", "the signature does not cover the Assertion")
+        return signed_inner, resp, resp_signed
+    if not resp_signed:
+        raise _reject("invalid_signature", "neither the response nor the assertion is signed")
+    return inner, resp, resp_signed
 
 
 def _verify_signature(data: bytes, certs: Sequence[x509.Certificate]) -> Any:
@@ -408,6 +480,27 @@ def _subject_value(subject: Any, attributes: dict[str, Any], idp: JitIdp) -> str
     return value
 
 
+def _open_plain(root: Any, data: bytes, certs: Sequence[x509.Certificate]) -> tuple[Any, Any, bool]:
+    """The signed node of a plain (unencrypted) response: (assertion, response, response
+    signed); only what the signature covers is returned."""
+    doc_assertion = _structure(root)
+    signed = _verify_signature(data, certs)
+    # From here on, only the signed node (and what it contains) is read.
+    if signed.tag == _RESPONSE:
+        found = signed.findall(_ASSERTION)
+        if len(found) != 1:
+            raise _reject("invalid_signature", "the signed Response holds no single Assertion")
+        assertion, resp, resp_signed = found[0], signed, True
+    elif signed.tag == _ASSERTION:
+        assertion, resp, resp_signed = signed, root, False
+    else:
+        raise _reject("invalid_signature", f"the signature covers {signed.tag}, not the login")
+    assertion_id = assertion.get("ID")
+    if not assertion_id or assertion_id != doc_assertion.get("ID"):
+        raise _reject("invalid_signature", "the signed Assertion is not the document's")
+    return assertion, resp, resp_signed
+
+
 def verify_saml_response(
     saml_response: Any,
     in_response_to: Any,
@@ -429,27 +522,20 @@ def verify_saml_response(
     data = _decode(saml_response, idp.max_response_bytes)
     digest = response_hash(data)
     root = _parse(data)
-    doc_assertion = _structure(root)
+    if root.tag != _RESPONSE:
+        raise JitError(400, "bad_request", "saml_response is not a samlp:Response")
     try:
         certs = load_signing_certs("".join(idp.signing_certs))
     except ValueError as exc:  # pragma: no cover - validated by the configuration
         raise _reject("invalid_signature", f"pinned certificates unusable: {exc}") from None
-    signed = _verify_signature(data, certs)
-    # From here on, only the signed node (and what it contains) is read.
-    if signed.tag == _RESPONSE:
-        found = signed.findall(_ASSERTION)
-        if len(found) != 1:
-            raise _reject("invalid_signature", "the signed Response holds no single Assertion")
-        assertion = found[0]
-        resp, resp_signed = signed, True
-    elif signed.tag == _ASSERTION:
-        assertion = signed
-        resp, resp_signed = root, False
+    if _encrypted(root) is not None:
+        assertion, resp, resp_signed = _open_encrypted(root, data, certs, idp)
+        assertion_id = assertion.get("ID")
+        if not assertion_id:
+            raise _reject("invalid_signature", "the Assertion has no ID")
     else:
-        raise _reject("invalid_signature", f"the signature covers {signed.tag}, not the login")
-    assertion_id = assertion.get("ID")
-    if not assertion_id or assertion_id != doc_assertion.get("ID"):
-        raise _reject("invalid_signature", "the signed Assertion is not the document's")
+        assertion, resp, resp_signed = _open_plain(root, data, certs)
+        assertion_id = assertion.get("ID")
     if assertion.get("Version") != "2.0":
         raise _reject("invalid_signature", "Assertion Version is not 2.0")
     t = time.time() if now is None else now

@@ -42,7 +42,7 @@ from scimd.patch import PATCH_OP_URN
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.service import ListParams, Service
 from scimd.settings import Settings
-from scimd.state.base import IdempotencyRecord, JitStateStore, StateStore
+from scimd.state.base import EmailMarkStore, IdempotencyRecord, JitStateStore, StateStore
 from scimd.unique_email import email_forms
 
 __all__ = ["JitResponse", "JitService", "record_tombstone", "tombstone_keys"]
@@ -525,9 +525,14 @@ class JitService:
     async def _mark_unverified(self, tenant: str, uid: str, email: NormalizedEmail) -> None:
         """Remember that ``email`` came to user ``uid`` through a JIT email change: it is
         unverified for link-by-email purposes (another IdP subject is never linked to this
-        user through it). Kept in the state store's keyed records (namespace
-        ``_EMAIL_MARK``), per (tenant, user, normalised email)."""
-        await self.jit_state.put_idempotency(
+        user through it). Kept by the state store (``EmailMarkStore``: the SQLite store's
+        ``jit_email_marks`` table), per (tenant, user, normalised email); a store without
+        it keeps the mark among its keyed idempotency records (namespace ``_EMAIL_MARK``)."""
+        state = self.jit_state
+        if isinstance(state, EmailMarkStore):
+            await state.mark_email_unverified(tenant, uid, email.address)
+            return
+        await state.put_idempotency(
             IdempotencyRecord(
                 _EMAIL_MARK,
                 _email_mark_key(tenant, uid, email),
@@ -539,9 +544,10 @@ class JitService:
         )
 
     async def _email_unverified(self, tenant: str, uid: str, email: NormalizedEmail) -> bool:
-        mark = await self.jit_state.get_idempotency(
-            _EMAIL_MARK, _email_mark_key(tenant, uid, email)
-        )
+        state = self.jit_state
+        if isinstance(state, EmailMarkStore):
+            return await state.email_unverified(tenant, uid, email.address)
+        mark = await state.get_idempotency(_EMAIL_MARK, _email_mark_key(tenant, uid, email))
         return mark is not None
 
     async def _check_unlinked(
@@ -971,5 +977,7 @@ async def record_tombstone(state: object, tenant: str, user: Mapping[str, Any]) 
         return
     try:
         await state.add_tombstone(tenant, str(user["id"]), tombstone_keys(user))
+        if isinstance(state, EmailMarkStore):
+            await state.clear_email_marks(tenant, str(user["id"]))
     except Exception:
         log.exception("could not record the tombstone of user %s", user.get("id"))

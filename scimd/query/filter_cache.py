@@ -25,7 +25,7 @@ from scimd.query.ast import And, Comparison, Filter, Not, Or, ValuePath
 from scimd.query.parse import MAX_FILTER_LENGTH, parse_filter
 from scimd.schema.model import ResourceType
 
-__all__ = ["FilterCache"]
+__all__ = ["FilterCache", "FilterShape"]
 
 # The last comparison of the text: `` eq "<value>"`` at its very end (operators are
 # case-insensitive). The value: no quote, backslash or control character.
@@ -37,29 +37,56 @@ _VERBATIM_TYPES: Final = frozenset({"string", "reference"})
 _Where = tuple[str, ...]
 
 
+class FilterShape:
+    """A family of filters that differ only in the string value of one ``eq`` comparison
+    (``userName eq "<each user>"``). Compared by identity: a cache key for what a backend
+    derives from the filter (compiled SQL), valid for every value."""
+
+    __slots__ = ("case_exact", "tree", "where")
+
+    def __init__(self, tree: Filter, where: _Where, case_exact: bool) -> None:
+        self.tree = tree
+        self.where = where
+        self.case_exact = case_exact
+        """caseExact of the compared attribute."""
+
+    def build(self, value: str) -> Filter:
+        """The filter of this shape comparing with ``value``."""
+        built: Filter = _put(self.tree, self.where, value)
+        return built
+
+
 class FilterCache:
     """``parse(text, rtype)`` == ``parse_filter(text, rtype)``, cached (see module doc)."""
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._texts: dict[tuple[str, str], Filter] = {}
-        self._shapes: dict[tuple[str, str, str], tuple[Filter, _Where] | None] = {}
+        self._texts: dict[tuple[str, str], tuple[Filter, tuple[FilterShape, str] | None]] = {}
+        self._shapes: dict[tuple[str, str, str], FilterShape | None] = {}
         self.shape_hits = 0
         """Filters built from a known shape (not parsed): a test hook."""
 
     def parse(self, text: str, rtype: ResourceType) -> Filter:
+        return self.parse_shaped(text, rtype)[0]
+
+    def parse_shaped(
+        self, text: str, rtype: ResourceType
+    ) -> tuple[Filter, tuple[FilterShape, str] | None]:
+        """The filter, and its shape and value when it has one (see ``Query.shape``)."""
         key = (rtype.name, text)
         found = self._texts.get(key)
         if found is None:
             found = self._by_shape(text, rtype)
             if found is None:
-                found = parse_filter(text, rtype)
+                found = (parse_filter(text, rtype), None)
             if len(self._texts) >= self.size:
                 self._texts.clear()
             self._texts[key] = found
         return found
 
-    def _by_shape(self, text: str, rtype: ResourceType) -> Filter | None:
+    def _by_shape(
+        self, text: str, rtype: ResourceType
+    ) -> tuple[Filter, tuple[FilterShape, str]] | None:
         if not isinstance(text, str) or len(text) > MAX_FILTER_LENGTH:
             return None
         m = _TAIL_EQ.search(text)
@@ -77,12 +104,11 @@ class FilterCache:
         if shape is None:
             return None
         self.shape_hits += 1
-        tree, where = shape
-        built: Filter = _put(tree, where, m.group(1))
-        return built
+        value = m.group(1)
+        return shape.build(value), (shape, value)
 
 
-def _learn(prefix: str, suffix: str, rtype: ResourceType) -> tuple[Filter, _Where] | None:
+def _learn(prefix: str, suffix: str, rtype: ResourceType) -> FilterShape | None:
     """Parse the shape with two sample values; the place of the one comparison whose value
     is the sample, or None when the shape is not usable."""
     try:
@@ -105,7 +131,7 @@ def _learn(prefix: str, suffix: str, rtype: ResourceType) -> tuple[Filter, _Wher
         and node.path.defn.type in _VERBATIM_TYPES
     ):
         return None
-    return first, found[0]
+    return FilterShape(first, found[0], node.path.defn.case_exact)
 
 
 _FIELDS: Final[dict[type, tuple[str, ...]]] = {

@@ -64,6 +64,32 @@ class _PPlan:
     blocks: Mapping[str, _PBlock]
     urns: tuple[tuple[str, str], ...]
     """(lower URN + ':', block key), longest first, to split qualified names."""
+    kept: Mapping[str, Any]
+    """The default view's identity check (see :func:`_kept_as_is`): canonical top-level
+    name -> what a value must look like to be returned exactly as stored."""
+    ext_urns: tuple[str, ...]
+
+
+_SIMPLE = 0
+_ONE = 1
+_MANY = 2
+
+
+def _kept(order: Sequence[_PNode], first: int = 0) -> dict[str, Any]:
+    """Canonical name -> ``(rank, kind, sub names)`` for the attributes a default view
+    returns as they are: returned default/always, and for complex ones every sub-attribute
+    too, with no complex sub-attributes. Anything else is left to the full projection.
+    ``rank`` is the attribute's place in the canonical order."""
+    out: dict[str, Any] = {}
+    for rank, node in enumerate(order, first):
+        if node.returned not in ("default", "always"):
+            continue
+        if not node.order:
+            out[node.name] = (rank, _SIMPLE, None)
+        elif node.plain and not any(sub.order for sub in node.order):
+            kind = _MANY if node.attr.multi_valued else _ONE
+            out[node.name] = (rank, kind, frozenset(sub.name for sub in node.order))
+    return out
 
 
 def _pnode(attr: AttributeDef) -> _PNode:
@@ -101,7 +127,16 @@ def _plan(rtype: ResourceType) -> _PPlan:
     blocks[_CORE] = top
     urns = [(rtype.schema.id.lower() + ":", _CORE)] + [(b.key + ":", b.key) for b in exts]
     urns.sort(key=lambda u: -len(u[0]))
-    plan = _PPlan(rtype.schema.id, top, tuple(exts), blocks, tuple(urns))
+    # Ranks: common and core attributes, then the extensions, then meta (as _project).
+    kept: dict[str, Any] = _kept(top_order)
+    kept.pop("schemas", None)
+    for rank, ext in enumerate(exts, len(top_order)):
+        kept[ext.urn] = (rank, _kept(ext.order))
+    if "meta" in kept:
+        kept["meta"] = (len(top_order) + len(exts), *kept["meta"][1:])
+    plan = _PPlan(
+        rtype.schema.id, top, tuple(exts), blocks, tuple(urns), kept, tuple(e.urn for e in exts)
+    )
     _PLANS[rtype] = plan
     return plan
 
@@ -296,6 +331,60 @@ def _block(spec: _Spec, block: _PBlock, source: Mapping[str, Any], out: dict[str
         out[node.name] = value
 
 
+def _kept_value(kind: int, subs: frozenset[str] | None, value: Any) -> bool:
+    if kind == _SIMPLE:
+        return True
+    if kind == _MANY:
+        # A plain multi-valued list is returned as stored by the full projection too.
+        return type(value) is list
+    assert subs is not None
+    return type(value) is dict and bool(value) and subs.issuperset(value)
+
+
+def _kept_as_is(plan: _PPlan, resource: Mapping[str, Any]) -> int:
+    """Whether the default view of ``resource`` (no ``attributes``/``excludedAttributes``)
+    is ``resource`` itself: only canonical names of attributes returned by default, no null
+    values or empty complex values, no sub-attribute outside the schema, and ``schemas``
+    listing the core URN then the extensions present in schema order. True for what the
+    embedded store returns once the password hash is scrubbed, so a plain GET skips
+    rebuilding it; anything that differs in any way takes the full projection.
+
+    Returns 0 (no), 1 (yes, in canonical order but for ``schemas``) or 2 (yes, in another
+    order: sort the keys)."""
+    kept = plan.kept
+    last = -1
+    answer = 1
+    for name, value in resource.items():
+        if name == "schemas":
+            continue
+        how = kept.get(name)
+        if how is None or value is None:
+            return 0
+        if how[0] <= last:
+            answer = 2
+        last = how[0]
+        if len(how) == 2:  # an extension block
+            if type(value) is not dict or not value:
+                return 0
+            sub_last = -1
+            for sub_name, sub_value in value.items():
+                sub_how = how[1].get(sub_name)
+                if sub_how is None or sub_value is None:
+                    return 0
+                if sub_how[0] <= sub_last:
+                    return 0  # rare: rebuild the block in order
+                sub_last = sub_how[0]
+                if not _kept_value(sub_how[1], sub_how[2], sub_value):
+                    return 0
+        elif not _kept_value(how[1], how[2], value):
+            return 0
+    schemas = [plan.core_urn]
+    for urn in plan.ext_urns:
+        if urn in resource:
+            schemas.append(urn)
+    return answer if resource.get("schemas") == schemas else 0
+
+
 def project(
     rtype: ResourceType,
     resource: Mapping[str, Any],
@@ -309,8 +398,23 @@ def project(
         given).
     :param excluded: the ``excludedAttributes`` parameter, split on commas.
     """
-    spec = _spec(rtype, tuple(attributes), tuple(excluded))
     plan = _plan(rtype)
+    if not attributes and not excluded:
+        kept = _kept_as_is(plan, resource)
+        if kept == 1:
+            return {"schemas": resource["schemas"], **resource}
+        if kept == 2:
+            # E.g. relations a store attaches after ``meta``.
+            rank = plan.kept
+            ordered = sorted((k for k in resource if k != "schemas"), key=lambda k: rank[k][0])
+            out = {"schemas": resource["schemas"]}
+            for key in ordered:
+                out[key] = resource[key]
+            return out
+    return _project(plan, _spec(rtype, tuple(attributes), tuple(excluded)), resource)
+
+
+def _project(plan: _PPlan, spec: _Spec, resource: Mapping[str, Any]) -> dict[str, Any]:
     schemas = [plan.core_urn]
     out: dict[str, Any] = {"schemas": schemas}
     top: dict[str, Any] = {}

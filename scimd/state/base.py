@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Event", "IdempotencyRecord", "JitStateStore", "StateStore", "TokenRecord"]
+__all__ = [
+    "EmailMarkStore",
+    "Event",
+    "IdempotencyRecord",
+    "JitStateStore",
+    "StateStore",
+    "TokenRecord",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,3 +155,20 @@ class JitStateStore(Protocol):
         """The unexpired record for ``(caller, key)``, if any."""
 
     async def put_idempotency(self, record: IdempotencyRecord) -> None: ...
+
+
+@runtime_checkable
+class EmailMarkStore(Protocol):
+    """Emails a JIT email change gave a user (JIT.md: "A JIT email change marks the email
+    unverified"): such an address never links another IdP subject to that user by email.
+    Kept per (tenant, user id, normalised address) until the user is deleted. A state
+    store without it keeps the marks among the JIT idempotency records instead."""
+
+    async def mark_email_unverified(self, tenant: str, user_id: str, email: str) -> None:
+        """Record that ``email`` (normalised) came to ``user_id`` through a JIT change."""
+
+    async def email_unverified(self, tenant: str, user_id: str, email: str) -> bool:
+        """Whether ``email`` is marked unverified for ``user_id``."""
+
+    async def clear_email_marks(self, tenant: str, user_id: str) -> None:
+        """Forget every mark of a user (its deletion)."""

@@ -111,6 +111,16 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX jit_idempotency_expires ON jit_idempotency (expires)",
     ),
+    # 2 -> 3: emails set by a JIT email change, unverified for link-by-email.
+    (
+        """CREATE TABLE jit_email_marks (
+            tenant TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            email TEXT NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (tenant, user_id, email)
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -583,3 +593,30 @@ class SqliteStateStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    # -- JIT: emails set by a JIT email change (unverified for link-by-email)
+    async def mark_email_unverified(self, tenant: str, user_id: str, email: str) -> None:
+        await self._run(
+            lambda: self._db.execute(
+                "INSERT OR IGNORE INTO jit_email_marks (tenant, user_id, email, created)"
+                " VALUES (?, ?, ?, ?)",
+                (tenant, user_id, email, _ts(_now())),
+            )
+        )
+
+    async def email_unverified(self, tenant: str, user_id: str, email: str) -> bool:
+        return await self._run(self._email_unverified, tenant, user_id, email)
+
+    def _email_unverified(self, tenant: str, user_id: str, email: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM jit_email_marks WHERE tenant = ? AND user_id = ? AND email = ?",
+            (tenant, user_id, email),
+        ).fetchone()
+        return row is not None
+
+    async def clear_email_marks(self, tenant: str, user_id: str) -> None:
+        await self._run(
+            lambda: self._db.execute(
+                "DELETE FROM jit_email_marks WHERE tenant = ? AND user_id = ?", (tenant, user_id)
+            )
+        )

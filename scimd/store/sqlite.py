@@ -21,6 +21,7 @@ block the writer). The event loop only ever awaits futures.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import sqlite3
@@ -60,22 +61,42 @@ from scimd.store.sql import (
     IndexRow,
     Relations,
     extract_values,
+    fold,
     path_key,
     sort_expr,
     sort_keys,
     sortable,
+)
+from scimd.store.unique_keys import (
+    EMAIL,
+    SQLITE_DDL,
+    sqlite_backfill,
+    sqlite_delete_keys,
+    sqlite_write_keys,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "etag_matches"]
 
 log = logging.getLogger("scimd.store")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MMAP_SIZE = 1 << 30
 """Default ``mmap_size``: bytes of the database file read through ``mmap`` (beyond them,
 reads are system calls). The mapped pages are the OS page cache: they count in the
 process's RSS (RssFile), not in its own memory (RssAnon)."""
+
+_INLINE_BUDGET = 20_000
+"""Default ``inline_budget``: SQLite VM instructions a read may take on the event loop's
+own connection before it is interrupted and handed to a reader thread (see ``_read``)."""
+
+_PROGRESS_STEP = 500
+"""The progress handler runs every this many VM instructions (its own cost: a Python call)."""
+
+_SHAPE_SQL_SIZE = 256
+"""Statements kept per filter shape (cleared when full)."""
+
+_SHAPE_PROBE = "scimd-shape-probe"
 
 _T = TypeVar("_T")
 
@@ -257,7 +278,9 @@ class SQLiteBackend:
     Options (``[storage.embedded]``): ``path`` (default ``scimd.db``, relative to the config
     directory; ``:memory:`` is not supported as readers need their own connections),
     ``readers`` (reader threads, default 4), ``busy_timeout`` (seconds, default 5),
-    ``mmap_size`` (bytes of the file read through a memory map, default 1 GiB; 0: none).
+    ``mmap_size`` (bytes of the file read through a memory map, default 1 GiB; 0: none),
+    ``inline_budget`` (SQLite VM instructions a read may run on the event loop before it
+    moves to a reader thread, default 20,000; 0: every read goes to a reader thread).
     """
 
     def __init__(self, env: BackendEnv) -> None:
@@ -267,11 +290,24 @@ class SQLiteBackend:
         self.readers = max(1, int(opts.get("readers", 4)))
         self.busy_timeout = float(opts.get("busy_timeout", 5.0))
         self.mmap_size = max(0, int(opts.get("mmap_size", _MMAP_SIZE)))
+        self.inline_budget = max(0, int(opts.get("inline_budget", _INLINE_BUDGET)))
+        self._inline: sqlite3.Connection | None = None
+        self._inline_steps = 0
+        self._inline_loop: asyncio.AbstractEventLoop | None = None
+        self.inline_reads = 0
+        self._shape_sql: dict[
+            tuple[Any, ...], tuple[str, dict[str, Any], tuple[str, ...], int]
+        ] = {}
+        self._paths_gen = 0
+        """Bumped whenever an attribute path id appears or is forgotten: a statement
+        compiled before embeds the old path ids (or FALSE for a path not stored yet)."""
+        """Reads answered on the event loop (the rest went to a reader thread); for tests."""
         self.registry = env.registry
         scim = getattr(env.settings, "scim", None)
         self.allow_dangling = bool(getattr(scim, "allow_dangling_members", False))
         self.capabilities = Capabilities(
             max_results=int(getattr(scim, "max_results", 1000)),
+            unique_keys=frozenset({EMAIL}),
         )
         schema_settings = getattr(env.settings, "schema", None)
         unknown = getattr(schema_settings, "unknown_attributes", "error")
@@ -330,6 +366,23 @@ class SQLiteBackend:
         self._rpool = ThreadPoolExecutor(
             self.readers, thread_name_prefix="scimd-store-r", initializer=self._init_reader
         )
+        if self.inline_budget:
+            self._open_inline()
+
+    def _open_inline(self) -> None:
+        """The event loop's own read-only connection (this thread's ``_local.conn``)."""
+        conn = self._connect(readonly=True)
+        # Never wait for a lock on the loop: a busy database sends the read to a thread.
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.set_progress_handler(self._inline_progress, _PROGRESS_STEP)
+        self._inline = conn
+        self._inline_loop = asyncio.get_running_loop()
+        self._local.conn = conn
+
+    def _inline_progress(self) -> int:
+        """Progress handler of the inline connection: non-zero interrupts the statement."""
+        self._inline_steps -= _PROGRESS_STEP
+        return 1 if self._inline_steps < 0 else 0
 
     def _open_writer(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -363,6 +416,19 @@ class SQLiteBackend:
                     "INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", _STATS
                 )
                 migrated = version > 0  # sort_keys of the stored resources: reindex
+            if version < 3:
+                # Layout 3: derived unique keys (scimd.store.unique_keys), filled for the
+                # stored resources; legacy duplicates become shared keys.
+                for stmt in SQLITE_DDL:
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                shared = sqlite_backfill(conn, self.registry.resource_type)
+                if shared:
+                    log.warning(
+                        "embedded store: %d users share their primary email with another"
+                        " (stored before scim.unique_email); they stay editable",
+                        shared,
+                    )
             for key, pid in conn.execute("SELECT key, id FROM attr_paths"):
                 self._paths[key] = pid
             fp = _fingerprint(self.registry)
@@ -399,6 +465,10 @@ class SQLiteBackend:
             log.info("embedded store reindexed %d resources", len(rows))
 
     async def aclose(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
+            self._local.conn = None
         if self._rpool is not None:
             self._rpool.shutdown(wait=True)
             self._rpool = None
@@ -417,6 +487,33 @@ class SQLiteBackend:
     # ------------------------------------------------------------------ plumbing
 
     async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run the read ``fn(*args)`` (which uses ``self._local.conn``).
+
+        Most reads the identity providers make are a handful of index probes (GET by id,
+        ``userName eq``): tens of microseconds of SQLite work, while handing them to a
+        reader thread and back costs the event loop more than that (a queue, a thread
+        wake-up, a cross-thread callback). So a read first runs on the loop's own
+        read-only connection under a budget of ``inline_budget`` VM instructions, enforced
+        by SQLite's progress handler: one that needs more (a scan, a big page) is
+        interrupted, rolled back and run again on a reader thread. The loop is never held
+        for more than the budget; a locked database (``busy_timeout`` 0 here) also goes to
+        a thread. Reads are side-effect free, so running one twice is safe.
+        """
+        conn = self._inline
+        if conn is not None and asyncio.get_running_loop() is self._inline_loop:
+            self._inline_steps = self.inline_budget
+            try:
+                result = fn(*args)
+            except sqlite3.OperationalError:
+                # Interrupted (over budget) or busy: leave no read transaction open.
+                self._inline_steps = 1 << 30
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            else:
+                self.inline_reads += 1
+                return result
         return await self._run(self._rpool, fn, *args)
 
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
@@ -463,6 +560,8 @@ class SQLiteBackend:
         # cache so that the id is not believed to belong to that key.
         for key in self._new_paths:
             self._paths.pop(key, None)
+        if self._new_paths:
+            self._paths_gen += 1
         self._new_paths.clear()
 
     def relations(self, rtype: ResourceType) -> Relations:
@@ -480,6 +579,7 @@ class SQLiteBackend:
                     "INSERT INTO attr_paths (key) VALUES (?) RETURNING id", (key,)
                 ).fetchone()[0]
                 self._new_paths.append(key)
+                self._paths_gen += 1
             else:
                 pid = row[0]
             self._paths[key] = pid
@@ -761,6 +861,7 @@ class SQLiteBackend:
             ),
         ).fetchone()[0]
         self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
+        sqlite_write_keys(conn, ctx.tenant, rtype, pk, data, ctx.unique_keys)
         conn.execute(_COUNT_ADD, (ctx.tenant, rtype.name, 1))
         members = self._members_of(rel, resource)
         if members:
@@ -836,6 +937,7 @@ class SQLiteBackend:
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (pk,))
         conn.execute("DELETE FROM sort_keys WHERE pk = ?", (pk,))
         self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
+        sqlite_write_keys(conn, ctx.tenant, rtype, pk, data, ctx.unique_keys)
         return data
 
     async def replace(
@@ -955,6 +1057,7 @@ class SQLiteBackend:
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM sort_keys WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
+        sqlite_delete_keys(conn, row[0])
         conn.execute(_COUNT_ADD, (ctx.tenant, rtype.name, -1))
         conn.execute("DELETE FROM members WHERE tenant = ? AND group_id = ?", (ctx.tenant, rid))
         conn.execute("DELETE FROM members WHERE tenant = ? AND member_id = ?", (ctx.tenant, rid))
@@ -1133,7 +1236,52 @@ class SQLiteBackend:
         self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
     ) -> tuple[str, dict[str, Any]]:
         """The statement of ``_index_page_one_statement`` and its parameters (without
-        ``limit``/``offset``)."""
+        ``limit``/``offset``).
+
+        A query carrying a filter shape (``Query.shape``: ``userName eq "<each user>"``)
+        reuses the statement compiled for the first filter of that shape: only the compared
+        value changes, in one parameter. The place of that parameter is learnt by compiling
+        the shape with two values and keeping the statement only when the SQL is the same
+        and the parameters that differ hold each value as the compiler binds it
+        (casefolded unless caseExact): a valuePath binds it twice."""
+        shape = q.shape
+        key: tuple[Any, ...] | None = None
+        if shape is not None:
+            key = (shape[0], ctx.tenant, rtype.name, q.sort, q.want_total)
+            key += (ctx.load_members, ctx.load_groups)
+            known = self._shape_sql.get(key)
+            if known is not None and known[3] == self._paths_gen:
+                sql, template, slots, _gen = known
+                params = dict(template)
+                value = fold(shape[1], shape[0].case_exact)
+                for slot in slots:
+                    params[slot] = value
+                return sql, params
+        gen = self._paths_gen
+        sql, params = self._one_statement_sql_compiled(conn, ctx, rtype, q)
+        if key is not None and shape is not None:
+            other = shape[0].build(_SHAPE_PROBE)
+            sql2, params2 = self._one_statement_sql_compiled(
+                conn, ctx, rtype, dataclasses.replace(q, filter=other)
+            )
+            slots = tuple(k for k in params if params[k] != params2.get(k))
+            ce = shape[0].case_exact
+            if (
+                sql2 == sql
+                and params.keys() == params2.keys()
+                and slots
+                and all(params[k] == fold(shape[1], ce) for k in slots)
+                and all(params2[k] == fold(_SHAPE_PROBE, ce) for k in slots)
+                and gen == self._paths_gen
+            ):
+                if len(self._shape_sql) >= _SHAPE_SQL_SIZE:
+                    self._shape_sql.clear()
+                self._shape_sql[key] = (sql, dict(params), slots, gen)
+        return sql, params
+
+    def _one_statement_sql_compiled(
+        self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
+    ) -> tuple[str, dict[str, Any]]:
         where, sk, params = self.compile_where(conn, ctx.tenant, rtype, q.filter, q.sort)
         desc = q.sort is not None and q.sort.descending
         order = _order(sk is not None, desc, reverse=False)
