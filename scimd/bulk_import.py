@@ -12,24 +12,41 @@ Input formats:
   ``emails`` / ``phoneNumbers`` (one value, type work, primary) and ``emails.home`` style
   columns (a value of that type). Empty cells are absent.
 
-Every line is validated by ``scimd.schema.validate.normalize_resource`` (a password is
-hashed with argon2id as the service does); a bad line is reported (``FILE:LINE: reason``)
-and the load goes on. Lines are stored in batches through the backend's bulk path when it
-has one: a coroutine method ``import_resources(ctx, rtype, resources)`` returning one
-``(status, detail)`` per resource, status ``created`` (detail: the id), ``skipped`` (an
-equal unique value, e.g. the userName, is already stored; detail: its id or "") or
-``error`` (detail: the reason). Backends without it (the embedded store) get ``create``
+Every User line is validated by ``scimd.schema.validate.normalize_resource`` (a password
+is hashed with argon2id as the service does), in a pool of worker processes for big
+files; a bad line is reported (``FILE:LINE: reason``) and the load goes on. Users are
+stored in batches through the backend's bulk path when it has one:
+
+* ``import_encoder(tenant, rtype)`` returning a picklable ``encoder(rtype, resource)``
+  (run in the workers next to normalisation) and ``import_encoded(ctx, rtype, encoded)``
+  storing a batch of its results, or
+* ``import_resources(ctx, rtype, resources)``,
+
+each returning one ``(status, detail)`` per resource, status ``created`` (detail: the
+id), ``skipped`` (an equal unique value, e.g. the userName, is already stored; detail:
+its id or "") or ``error`` (detail: the reason). Backends without either get ``create``
 per resource, a ``uniqueness`` conflict counting as skipped. Re-running an import thus
-resumes it: what is already stored is skipped. Imports emit no provisioning events and do
-not apply ``scim.unique_email``.
+resumes it: what is already stored is skipped.
+
+``scim.unique_email`` applies as on POST: a User whose normalised primary email is
+another stored user's (one set-based ``import_email_owners(ctx, rtype, values)`` query
+per batch when the backend has it, else ``emails.value eq`` queries) or an earlier line's
+of the batch is a per-line error; a stored user with the same userName is the same user.
+Each batch emits one ``scim.<type>.imported`` event (file, line range, counts, created
+ids) through the ``EventEmitter`` given.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import multiprocessing
+import os
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,13 +56,17 @@ from argon2 import PasswordHasher
 
 from scimd.backend import Backend, OpContext, Query
 from scimd.errors import ScimError, Uniqueness
+from scimd.events import EventEmitter, make_event
 from scimd.query.parse import parse_filter
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.schema.validate import normalize_resource
+from scimd.unique_email import email_forms, primary_email
 
-__all__ = ["ImportStats", "import_file", "read_lines"]
+__all__ = ["POOL_THRESHOLD", "ImportStats", "import_file", "read_lines"]
 
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
+POOL_THRESHOLD = 5000
+"""Files with this many records or more are normalised by a process pool by default."""
 _TRUE = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False}
 
 
@@ -132,6 +153,78 @@ class _Progress:
         self.out.flush()
 
 
+_EMAIL_MESSAGE = (
+    "The email {!r} is already the primary email of another user "
+    "(emails are unique per tenant: scim.unique_email)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """One input line after normalisation (in a worker process or in this one)."""
+
+    number: int
+    error: str | None = None
+    resource: dict[str, Any] | None = None  # when the backend has no row encoder
+    encoded: Any = None  # the backend's encoding (``import_encoder``)
+    user_name: str | None = None  # casefolded
+    external_id: str | None = None
+    email_key: str | None = None  # normalised primary email (scim.unique_email)
+    email_original: str | None = None
+    email_forms: tuple[str, ...] = ()
+
+
+# The state of a worker process (``_init_worker``); in-process imports use their own.
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(registry: SchemaRegistry, unknown: str, encoder: Any, unique_email: bool) -> None:
+    _WORKER.update(registry=registry, unknown=unknown, encoder=encoder, unique_email=unique_email)
+
+
+def _prepare_users(items: Sequence[tuple[int, Any]]) -> list[_Prepared]:
+    """Normalise (``normalize_resource``), hash passwords (argon2id) and encode the User
+    lines ``items`` with the state of ``_init_worker``."""
+    return _prepare_with(_WORKER, items)
+
+
+def _prepare_with(state: dict[str, Any], items: Sequence[tuple[int, Any]]) -> list[_Prepared]:
+    registry: SchemaRegistry = state["registry"]
+    users = registry.resource_type("User")
+    assert users is not None
+    encoder = state["encoder"]
+    out: list[_Prepared] = []
+    for number, body in items:
+        if isinstance(body, Exception):
+            out.append(_Prepared(number, error=str(body)))
+            continue
+        try:
+            resource = normalize_resource(users, body, unknown=state["unknown"])
+            password = resource.get("password")
+            if isinstance(password, str):
+                hasher = state.get("hasher") or state.setdefault("hasher", PasswordHasher())
+                resource["password"] = hasher.hash(password)
+        except ScimError as exc:
+            out.append(_Prepared(number, error=f"{exc.scim_type or exc.status}: {exc.detail}"))
+            continue
+        email = primary_email(resource) if state["unique_email"] else None
+        user_name = resource.get("userName")
+        external_id = resource.get("externalId")
+        out.append(
+            _Prepared(
+                number,
+                resource=None if encoder is not None else resource,
+                encoded=encoder(users, resource) if encoder is not None else None,
+                user_name=user_name.casefold() if isinstance(user_name, str) else None,
+                external_id=external_id if isinstance(external_id, str) else None,
+                email_key=email.address if email is not None else None,
+                email_original=email.original if email is not None else None,
+                email_forms=tuple(email_forms(email)) if email is not None else (),
+            )
+        )
+    return out
+
+
 class _Importer:
     def __init__(
         self,
@@ -141,21 +234,34 @@ class _Importer:
         unknown: str,
         errors: TextIO,
         name: str,
+        *,
+        events: EventEmitter | None,
+        unique_email: bool,
+        remember: bool,
     ) -> None:
         self.backend = backend
+        self.registry = registry
         self.ctx = ctx
         self.unknown = "ignore" if unknown == "ignore" else "error"
         self.errors = errors
         self.name = name
+        self.events = events
+        self.unique_email = unique_email
+        self.remember_keys = remember
         users = registry.resource_type("User")
         groups = registry.resource_type("Group")
         if users is None:
             raise ValueError("the schema has no User resource type")
         self.users: ResourceType = users
         self.groups: ResourceType | None = groups
+        make_encoder = getattr(backend, "import_encoder", None)
+        self.encoder: Any = make_encoder(ctx.tenant, users) if make_encoder else None
         self.by_key: dict[tuple[str, str], str] = {}  # (userName|externalId, value) -> id
         self.hasher: PasswordHasher | None = None
         self.stats = ImportStats()
+
+    def worker_state(self) -> tuple[SchemaRegistry, str, Any, bool]:
+        return self.registry, self.unknown, self.encoder, self.unique_email
 
     def fail(self, number: int, reason: str) -> None:
         self.stats.errors += 1
@@ -176,73 +282,192 @@ class _Importer:
                 return None
         return None
 
-    async def prepare(self, number: int, body: Any) -> tuple[ResourceType, dict[str, Any]] | None:
-        if isinstance(body, Exception):
-            self.fail(number, str(body))
-            return None
-        rtype = self.users
-        if isinstance(body, dict):
-            schemas = body.get("schemas")
-            if isinstance(schemas, list) and GROUP_URN in schemas:
-                if self.groups is None:
-                    self.fail(number, "the schema has no Group resource type")
-                    return None
-                rtype = self.groups
-                members = body.get("members")
-                if isinstance(members, list):
-                    resolved = []
-                    for member in members:
-                        if isinstance(member, dict) and "value" not in member:
-                            mid = await self._member_id(member)
-                            if mid is None:
-                                self.fail(
-                                    number, f"member {orjson.dumps(member).decode()}: no such User"
-                                )
-                                return None
-                            member = {"value": mid}
-                        resolved.append(member)
-                    body = {**body, "members": resolved}
+    async def prepare_group(self, number: int, body: dict[str, Any]) -> dict[str, Any] | None:
+        """A Group line: members named by userName/externalId resolved, normalised."""
+        assert self.groups is not None
+        members = body.get("members")
+        if isinstance(members, list):
+            resolved = []
+            for member in members:
+                if isinstance(member, dict) and "value" not in member:
+                    mid = await self._member_id(member)
+                    if mid is None:
+                        self.fail(number, f"member {orjson.dumps(member).decode()}: no such User")
+                        return None
+                    member = {"value": mid}
+                resolved.append(member)
+            body = {**body, "members": resolved}
         try:
-            resource = normalize_resource(rtype, body, unknown=self.unknown)  # type: ignore[arg-type]
-            password = resource.get("password")
-            if rtype is self.users and isinstance(password, str):
-                self.hasher = self.hasher or PasswordHasher()
-                resource["password"] = self.hasher.hash(password)
+            return normalize_resource(self.groups, body, unknown=self.unknown)  # type: ignore[arg-type]
         except ScimError as exc:
             self.fail(number, f"{exc.scim_type or exc.status}: {exc.detail}")
             return None
-        return rtype, resource
 
-    def remember(self, resource: dict[str, Any], rid: str) -> None:
-        for attr in ("userName", "externalId"):
-            value = resource.get(attr)
-            if isinstance(value, str) and rid:
-                self.by_key[(attr.lower(), value.casefold())] = rid
+    def remember(self, user_name: str | None, external_id: str | None, rid: str) -> None:
+        if not self.remember_keys or not rid:
+            return
+        if user_name is not None:
+            self.by_key[("username", user_name)] = rid
+        if external_id is not None:
+            self.by_key[("externalid", external_id.casefold())] = rid
 
-    async def store(self, rtype: ResourceType, batch: list[tuple[int, dict[str, Any]]]) -> None:
-        resources = [r for _, r in batch]
+    async def _stored_emails(self, forms: list[str]) -> list[dict[str, Any]]:
+        """Stored Users with an ``emails.value`` among ``forms`` (set-based when the
+        backend offers ``import_email_owners``, else one query per 20 forms)."""
+        owners = getattr(self.backend, "import_email_owners", None)
+        if owners is not None:
+            return list(await owners(self.ctx, self.users, forms))
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(forms), 20):
+            text = " or ".join(
+                f"emails.value eq {orjson.dumps(f).decode()}" for f in forms[start : start + 20]
+            )
+            flt = parse_filter(text, self.users)
+            query = Query(filter=flt, count=1000)
+            found.extend((await self.backend.query(self.ctx, self.users, query)).resources)
+        return found
+
+    async def check_emails(self, batch: list[_Prepared]) -> list[_Prepared]:
+        """scim.unique_email: drop (as per-line errors) the Users whose primary email is
+        already another stored user's primary email, or an earlier line's of this batch.
+        A stored user with the same userName is the same user (a resumed import)."""
+        keyed = [p for p in batch if p.email_key is not None]
+        if not self.unique_email or not keyed:
+            return batch
+        forms = sorted({f for p in keyed for f in p.email_forms})
+        owners: dict[str, set[str]] = {}
+        for user in await self._stored_emails(forms):
+            email = primary_email(user)
+            name = user.get("userName")
+            if email is not None and isinstance(name, str):
+                owners.setdefault(email.address, set()).add(name.casefold())
+        claimed: set[str] = set()
+        kept: list[_Prepared] = []
+        for p in batch:
+            key = p.email_key
+            if key is not None:
+                stored = owners.get(key, set())
+                if key in claimed or (stored and p.user_name not in stored):
+                    self.fail(p.number, "uniqueness: " + _EMAIL_MESSAGE.format(p.email_original))
+                    continue
+                claimed.add(key)
+            kept.append(p)
+        return kept
+
+    async def store_users(self, prepared: list[_Prepared]) -> None:
+        before = (self.stats.skipped, self.stats.errors)
+        span = (prepared[0].number, prepared[-1].number) if prepared else (0, 0)
+        batch: list[_Prepared] = []
+        for p in prepared:
+            if p.error is not None:
+                self.fail(p.number, p.error)
+            else:
+                batch.append(p)
+        batch = await self.check_emails(batch)
+        if not batch:
+            await self._announce(self.users, span, before, [])
+            return
+        if self.encoder is not None:
+            encoded = getattr(self.backend, "import_encoded")  # noqa: B009
+            outcomes = list(await encoded(self.ctx, self.users, [p.encoded for p in batch]))
+        else:
+            outcomes = await self._store_resources(
+                self.users, [p.resource for p in batch if p.resource is not None]
+            )
+        lines = [(p.number, p.user_name, p.external_id) for p in batch]
+        await self._announce(self.users, span, before, self._account(lines, outcomes))
+
+    async def store_group(self, number: int, resource: dict[str, Any]) -> None:
+        assert self.groups is not None
+        before = (self.stats.skipped, self.stats.errors)
+        outcomes = await self._store_resources(self.groups, [resource])
+        created = self._account([(number, None, None)], outcomes)
+        await self._announce(self.groups, (number, number), before, created)
+
+    async def _store_resources(
+        self, rtype: ResourceType, resources: list[dict[str, Any]]
+    ) -> list[tuple[str, str]]:
         bulk = getattr(self.backend, "import_resources", None)
         if bulk is not None:
-            outcomes: list[tuple[str, str]] = list(await bulk(self.ctx, rtype, resources))
-        else:
-            outcomes = []
-            for resource in resources:
-                try:
-                    made = await self.backend.create(self.ctx, rtype, resource)
-                    outcomes.append(("created", str(made["id"])))
-                except Uniqueness:
-                    outcomes.append(("skipped", ""))
-                except ScimError as exc:
-                    outcomes.append(("error", f"{exc.scim_type or exc.status}: {exc.detail}"))
-        for (number, resource), (status, detail) in zip(batch, outcomes, strict=True):
+            return list(await bulk(self.ctx, rtype, resources))
+        outcomes: list[tuple[str, str]] = []
+        for resource in resources:
+            try:
+                made = await self.backend.create(self.ctx, rtype, resource)
+                outcomes.append(("created", str(made["id"])))
+            except Uniqueness:
+                outcomes.append(("skipped", ""))
+            except ScimError as exc:
+                outcomes.append(("error", f"{exc.scim_type or exc.status}: {exc.detail}"))
+        return outcomes
+
+    def _account(
+        self, lines: list[tuple[int, str | None, str | None]], outcomes: list[tuple[str, str]]
+    ) -> list[str]:
+        """Count the backend's outcomes; returns the ids created."""
+        created: list[str] = []
+        for (number, user_name, external_id), (status, detail) in zip(lines, outcomes, strict=True):
             if status == "created":
                 self.stats.created += 1
-                self.remember(resource, detail)
+                created.append(detail)
+                self.remember(user_name, external_id, detail)
             elif status == "skipped":
                 self.stats.skipped += 1
-                self.remember(resource, detail)
+                self.remember(user_name, external_id, detail)
             else:
                 self.fail(number, detail)
+        return created
+
+    async def _announce(
+        self,
+        rtype: ResourceType,
+        span: tuple[int, int],
+        before: tuple[int, int],
+        created: list[str],
+    ) -> None:
+        """One ``scim.<type>.imported`` event per batch: the file, its line range, the
+        counts and the ids created (per-line reasons are on stderr)."""
+        if self.events is None:
+            return
+        await self.events.emit(
+            make_event(
+                f"scim.{rtype.name.lower()}.imported",
+                tenant=self.ctx.tenant,
+                resource_type=rtype.name,
+                actor=self.ctx.principal,
+                request_id=self.ctx.request_id,
+                data={
+                    "file": self.name,
+                    "lines": list(span),
+                    "created": len(created),
+                    "skipped": self.stats.skipped - before[0],
+                    "errors": self.stats.errors - before[1],
+                    "ids": created,
+                },
+            )
+        )
+
+
+def _count(path: Path, fmt: str | None) -> tuple[int, bool]:
+    """(records in the file, whether it may hold Groups), without parsing JSON."""
+    if (fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")) == "csv":
+        return sum(1 for _ in read_lines(path, "csv")), False
+    total = 0
+    groups = False
+    with path.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                total += 1
+                groups = groups or b"core:2.0:Group" in line
+    return total, groups
+
+
+def _is_group(body: Any) -> bool:
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("schemas"), list)
+        and GROUP_URN in body["schemas"]
+    )
 
 
 async def import_file(
@@ -256,49 +481,95 @@ async def import_file(
     unknown: str = "error",
     progress: bool | None = None,
     errors: TextIO | None = None,
+    events: EventEmitter | None = None,
+    unique_email: bool = True,
+    workers: int | None = None,
 ) -> ImportStats:
-    """Import ``path`` into ``backend`` (started) for ``tenant``; see the module doc."""
+    """Import ``path`` into ``backend`` (started) for ``tenant``; see the module doc.
+
+    :param events: where the per-batch ``scim.<type>.imported`` events go (None: none).
+    :param unique_email: apply ``scim.unique_email`` to the Users.
+    :param workers: processes normalising Users; None: one per CPU for files of
+        ``POOL_THRESHOLD`` lines or more, else none (0 or 1: in this process).
+    """
     err = errors if errors is not None else sys.stderr
     ctx = OpContext(
         tenant=tenant,
-        principal="system",
-        request_id="import",
+        principal="import",
+        request_id=f"import:{path.name}",
         load_members=False,
         load_groups=False,
     )
-    imp = _Importer(backend, registry, ctx, unknown, err, path.name)
-    total = sum(1 for _ in read_lines(path, fmt))
+    total, has_groups = _count(path, fmt)
+    imp = _Importer(
+        backend,
+        registry,
+        ctx,
+        unknown,
+        err,
+        path.name,
+        events=events,
+        unique_email=unique_email,
+        remember=has_groups,
+    )
+    if workers is None:
+        workers = (os.cpu_count() or 1) if total >= POOL_THRESHOLD else 0
     bar = _Progress(total, sys.stderr, progress if progress is not None else sys.stderr.isatty())
     t0 = time.perf_counter()
-    pending: list[tuple[int, dict[str, Any]]] = []
-    pending_type: ResourceType | None = None
-    for number, body in read_lines(path, fmt):
-        imp.stats.lines += 1
-        is_group = (
-            isinstance(body, dict)
-            and isinstance(body.get("schemas"), list)
-            and GROUP_URN in body["schemas"]
+    pool: ProcessPoolExecutor | None = None
+    if workers > 1:
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_worker,
+            initargs=imp.worker_state(),
         )
-        if is_group and pending and pending_type is not None:
-            await imp.store(pending_type, pending)  # its members may be in this batch
-            pending = []
-        prepared = await imp.prepare(number, body)
-        if prepared is None:
-            continue
-        rtype, resource = prepared
-        if pending and (rtype is not pending_type or len(pending) >= batch_size):
-            assert pending_type is not None
-            await imp.store(pending_type, pending)
-            pending = []
-        pending_type = rtype
-        pending.append((number, resource))
-        if rtype is not imp.users:  # Groups may name Users of the next lines' batch
-            await imp.store(rtype, pending)
-            pending = []
-        if imp.stats.lines % 1000 == 0:
+    local = dict(
+        zip(("registry", "unknown", "encoder", "unique_email"), imp.worker_state(), strict=True)
+    )
+    loop = asyncio.get_running_loop()
+    in_flight: deque[asyncio.Future[list[_Prepared]]] = deque()
+
+    async def drain(keep: int) -> None:
+        while len(in_flight) > keep:
+            await imp.store_users(await in_flight.popleft())
             bar.update(imp.stats.lines)
-    if pending and pending_type is not None:
-        await imp.store(pending_type, pending)
+
+    def submit(items: list[tuple[int, Any]]) -> None:
+        if pool is not None:
+            in_flight.append(loop.run_in_executor(pool, _prepare_users, items))
+        else:
+            done: asyncio.Future[list[_Prepared]] = loop.create_future()
+            done.set_result(_prepare_with(local, items))
+            in_flight.append(done)
+
+    try:
+        pending: list[tuple[int, Any]] = []
+        for number, body in read_lines(path, fmt):
+            imp.stats.lines += 1
+            if not _is_group(body):
+                pending.append((number, body))
+                if len(pending) >= batch_size:
+                    submit(pending)
+                    pending = []
+                    await drain(workers + 1 if pool is not None else 0)
+                continue
+            if pending:  # its members may be in the lines before
+                submit(pending)
+                pending = []
+            await drain(0)
+            if imp.groups is None:
+                imp.fail(number, "the schema has no Group resource type")
+                continue
+            group = await imp.prepare_group(number, body)
+            if group is not None:
+                await imp.store_group(number, group)
+        if pending:
+            submit(pending)
+        await drain(0)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     imp.stats.seconds = time.perf_counter() - t0
     bar.update(imp.stats.lines, final=True)
     return imp.stats

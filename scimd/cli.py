@@ -8,7 +8,8 @@
     scimd token revoke [-c FILE] TOKEN_ID
     scimd check-config [-c FILE]
     scimd migrate      [-c FILE]
-    scimd import       [-c FILE] [--tenant T] [--format jsonl|csv] [--batch N] [--progress] FILE
+    scimd import       [-c FILE] [--tenant T] [--format jsonl|csv] [--batch N] [--workers N]
+                       [--progress] FILE
     scimd show-config  [-c FILE] [--sample]
     scimd plugins      [-c FILE]
     scimd events       [-c FILE] [--tenant T] [--resource ID] [--type P] [--since T] [--limit N]
@@ -307,18 +308,30 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CliError(f"import: no such file: {path}")
 
     async def run() -> Any:
+        from scimd.events import EventEmitter
+
+        state = plugins.state_store(settings)
         await backend.start()
         try:
-            return await import_file(
-                path,
-                backend,
-                registry,
-                tenant=args.tenant or settings.auth.default_tenant,
-                fmt=args.format,
-                batch_size=args.batch,
-                unknown=settings.schema.unknown_attributes,
-                progress=args.progress,
-            )
+            await state.start()
+            try:
+                return await import_file(
+                    path,
+                    backend,
+                    registry,
+                    tenant=args.tenant or settings.auth.default_tenant,
+                    fmt=args.format,
+                    batch_size=args.batch,
+                    unknown=settings.schema.unknown_attributes,
+                    progress=args.progress,
+                    events=EventEmitter(
+                        state, plugins.event_sinks(), log_events=settings.events.log
+                    ),
+                    unique_email=settings.scim.unique_email,
+                    workers=args.workers,
+                )
+            finally:
+                await state.aclose()
         finally:
             await backend.aclose()
 
@@ -491,6 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tenant", help="tenant (default: auth.default_tenant)")
     p.add_argument("--format", choices=("jsonl", "csv"), help="default: from the file suffix")
     p.add_argument("--batch", type=_positive, default=1000, help="resources per batch (1000)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes normalising users (default: one per CPU for 5000+ lines; 0: none)",
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,

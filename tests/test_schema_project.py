@@ -272,7 +272,8 @@ def _default_view_rebuilt(resource: dict[str, Any]) -> dict[str, Any]:
     mod = importlib.import_module("scimd.schema.project")
     rtype = user_type()
     plan = mod._plan(rtype)
-    return mod._project(plan, mod._spec(rtype, (), ()), resource)
+    out: dict[str, Any] = mod._project(plan, mod._spec(rtype, (), ()), resource)
+    return out
 
 
 def test_default_view_of_a_canonical_user_is_the_user_itself(

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, TypeVar
 
@@ -52,9 +51,10 @@ from scimd.errors import (
 )
 from scimd.query.ast import Filter
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
-from scimd.store.sql import Relations, extract_values, path_key
+from scimd.store.sql import Relations, extract_values, fold, path_key
 from scimd.store.sqlite import etag_matches
-from scimd_postgres.compiler import PgFilterCompiler, sort_expr
+from scimd_postgres.bulk import Encoded, RowEncoder, number, stamp
+from scimd_postgres.compiler import PREFIX, PgFilterCompiler, sort_expr
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 
@@ -98,9 +98,7 @@ _INSERT_MEMBERS = (
 )
 
 
-def _now() -> str:
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+_now = stamp
 
 
 def _etag(version: int) -> str:
@@ -137,6 +135,21 @@ def _all_defs(registry: SchemaRegistry) -> Iterable[AttributeDef]:
 
 def _has_nul(text: str) -> bool:
     return "\x00" in text
+
+
+class _Chunks:
+    """An async iterable of COPY data chunks (``Connection.copy_to_table(source=...)``)."""
+
+    def __init__(self, chunks: Sequence[bytes]) -> None:
+        self._chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._gen()
+
+    async def _gen(self) -> AsyncIterator[bytes]:
+        step = 2000
+        for start in range(0, len(self._chunks), step):
+            yield b"".join(self._chunks[start : start + step])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -756,6 +769,7 @@ class PostgresBackend:
                 f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
             )
         await conn.execute("DELETE FROM scimd_resources WHERE pk = $1", row[0])
+        await conn.execute("DELETE FROM scimd_attr_values WHERE pk = $1", row[0])
         await conn.execute(
             "DELETE FROM scimd_members WHERE tenant = $1 AND group_id = $2", ctx.tenant, rid
         )
@@ -765,33 +779,101 @@ class PostgresBackend:
 
     # ------------------------------------------------------------------ bulk import
 
+    def import_encoder(self, tenant: str, rtype: ResourceType) -> RowEncoder:
+        """The picklable encoder of ``scimd import`` rows (``scimd_postgres.bulk``), run by
+        the importer next to normalisation (in its worker processes)."""
+        return RowEncoder(tenant, rtype.name, dict(self._paths))
+
     async def import_resources(
         self, ctx: OpContext, rtype: ResourceType, resources: Sequence[dict[str, Any]]
     ) -> list[tuple[str, str]]:
-        """Bulk path of ``scimd import``: store already normalised ``resources`` (password
-        hashed) in one transaction and return one ``(status, detail)`` per resource:
-        ``("created", id)``, ``("skipped", id)`` (a resource with the same unique value,
-        e.g. the userName, is already stored: re-running an import resumes it) or
-        ``("error", message)`` (a unique value repeated within the batch, a bad member).
+        """Bulk path of ``scimd import`` for already normalised ``resources`` (password
+        hashed): encodes them here and stores them with ``import_encoded``. A Group with
+        members goes through ``create``."""
+        rel = self.relations(rtype)
+        out: list[tuple[str, str]] = []
+        plain: list[tuple[int, dict[str, Any]]] = []
+        for i, resource in enumerate(resources):
+            out.append(("error", ""))
+            if self._members_of(rel, resource):
+                try:
+                    made = await self.create(ctx, rtype, resource)
+                    out[i] = ("created", str(made["id"]))
+                except Uniqueness as exc:
+                    out[i] = ("skipped", await self._owner_of(ctx, rtype, resource) or "")
+                    if not out[i][1]:
+                        out[i] = ("error", exc.detail)
+                except ScimError as exc:
+                    out[i] = ("error", exc.detail)
+            else:
+                plain.append((i, resource))
+        encoder = self.import_encoder(ctx.tenant, rtype)
+        encoded = [encoder(rtype, resource) for _, resource in plain]
+        for (i, _), result in zip(
+            plain, await self.import_encoded(ctx, rtype, encoded), strict=True
+        ):
+            out[i] = result
+        return out
 
-        Resources without members are written with COPY (``scimd_resources`` and
-        ``scimd_attr_values``, primary keys taken from the sequence beforehand) after one
-        set-based check of their unique values; a Group with members goes through
-        ``create``. When a concurrent writer takes a unique value in between, the batch is
-        rolled back and stored one resource at a time (as is a batch PostgreSQL refuses
-        for another reason, e.g. an over-long indexed value)."""
+    async def _owner_of(
+        self, ctx: OpContext, rtype: ResourceType, resource: Mapping[str, Any]
+    ) -> str | None:
+        """The id of the stored resource holding one of ``resource``'s unique values."""
+        encoded = self.import_encoder(ctx.tenant, rtype)(rtype, dict(resource))
+        found = await self._run(self._stored_unique, ctx, rtype, list(encoded.unique))
+        return next(iter(found.values()), None)
+
+    async def _stored_unique(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        keys: Sequence[tuple[int, str, str]],
+    ) -> dict[tuple[int, str], str]:
+        """(path id, text) -> id of the stored resources holding these unique values."""
+        if not keys:
+            return {}
+        rows = await conn.fetch(
+            "SELECT a.path, a.v_text, r.id FROM unnest($3::int[], $4::text[]) AS t(path, v)"
+            " JOIN scimd_attr_values a ON a.tenant = $1 AND a.rtype = $2 AND a.uniq"
+            " AND a.path = t.path AND md5(a.v_text) = md5(t.v) AND a.v_text = t.v"
+            " JOIN scimd_resources r ON r.pk = a.pk",
+            ctx.tenant,
+            rtype.name,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+        )
+        return {(pid, text): rid for pid, text, rid in rows}
+
+    async def import_encoded(
+        self, ctx: OpContext, rtype: ResourceType, items: Sequence[Encoded]
+    ) -> list[tuple[str, str]]:
+        """Store resources encoded by ``import_encoder`` in one transaction; one ``(status,
+        detail)`` per item: ``("created", id)``, ``("skipped", id)`` (a resource with the
+        same unique value, e.g. the userName, is already stored: re-running an import
+        resumes it) or ``("error", message)`` (a unique value repeated within the batch).
+
+        One set-based lookup of the batch's unique values, primary keys from the sequence,
+        then ``COPY`` (text format) into ``scimd_resources`` and ``scimd_attr_values``.
+        When a concurrent writer takes a unique value in between, or PostgreSQL refuses a
+        row, the batch is rolled back and stored one resource at a time."""
         try:
-            return await self._run(self._import_tx, ctx, rtype, resources)
+            return await self._run(self._import_tx, ctx, rtype, items)
         except ServiceUnavailable:
             raise
         except ScimError:  # a value taken meanwhile, a value PostgreSQL refuses: one by one
             out: list[tuple[str, str]] = []
-            for resource in resources:
+            for item in items:
+                if item.error is not None:
+                    out.append(("error", item.error))
+                    continue
                 try:
-                    made = await self.create(ctx, rtype, resource)
+                    made = await self.create(ctx, rtype, orjson.loads(item.resource))
                     out.append(("created", str(made["id"])))
-                except Uniqueness:
-                    out.append(("skipped", ""))
+                except Uniqueness as exc:
+                    stored = await self._run(self._stored_unique, ctx, rtype, list(item.unique))
+                    owner = next(iter(stored.values()), None)
+                    out.append(("skipped", owner) if owner else ("error", exc.detail))
                 except ScimError as exc:
                     out.append(("error", exc.detail))
             return out
@@ -801,114 +883,60 @@ class PostgresBackend:
         conn: asyncpg.Connection,
         ctx: OpContext,
         rtype: ResourceType,
-        resources: Sequence[dict[str, Any]],
+        items: Sequence[Encoded],
     ) -> list[tuple[str, str]]:
-        rel = self.relations(rtype)
-        out: list[tuple[str, str]] = [("error", "")] * len(resources)
-        prepared: list[tuple[int, str, dict[str, Any], list[Any]]] = []
-        uniq_paths: list[int] = []
-        uniq_texts: list[str] = []
+        out: list[tuple[str, str]] = [("error", "")] * len(items)
         owner: dict[tuple[int, str], int] = {}
-        clashes: list[tuple[int, list[tuple[int, str]], str]] = []
-        now = _now()
-        for i, resource in enumerate(resources):
-            rid = str(uuid.uuid4())
-            data = self._stored(rel, resource)
-            data.pop("id", None)
-            data = {"id": rid, **data}
-            data["meta"] = {
-                "resourceType": rtype.name,
-                "created": now,
-                "lastModified": now,
-                "version": _etag(1),
-            }
-            if b"\\u0000" in orjson.dumps(data):
-                out[i] = ("error", "PostgreSQL cannot store the NUL character (U+0000)")
+        clashes: list[tuple[int, str]] = []
+        candidates: list[int] = []
+        keys: list[tuple[int, str, str]] = []
+        for i, item in enumerate(items):
+            if item.error is not None:
+                out[i] = ("error", item.error)
                 continue
-            rows = extract_values(rtype, data, rel)
-            clash: str | None = None
-            keys: list[tuple[int, str]] = []
-            for defn, _elem, v_text, _v_num, original in rows:
-                if defn.uniqueness != "none" and v_text:
-                    key = (self._paths[path_key(defn)], v_text)
-                    if key in owner and clash is None:
-                        clash = _uniqueness(defn, original).detail + " (earlier in this batch)"
-                    keys.append(key)
+            clash = next((m for p, t, m in item.unique if (p, t) in owner), None)
             if clash is not None:
-                clashes.append((i, keys, clash))
+                clashes.append((i, clash + " (earlier in this batch)"))
                 continue
-            for key in keys:
-                owner[key] = i
-                uniq_paths.append(key[0])
-                uniq_texts.append(key[1])
-            prepared.append((i, rid, data, rows))
-        existing: dict[tuple[int, str], str] = {}
-        if uniq_paths:
-            for pid, text, rid in await conn.fetch(
-                "SELECT a.path, a.v_text, r.id FROM scimd_attr_values a"
-                " JOIN scimd_resources r ON r.pk = a.pk"
-                " WHERE a.tenant = $1 AND a.rtype = $2 AND a.uniq"
-                " AND (a.path, a.v_text) IN (SELECT * FROM unnest($3::int[], $4::text[]))",
-                ctx.tenant,
-                rtype.name,
-                uniq_paths,
-                uniq_texts,
-            ):
-                existing[(pid, text)] = rid
-        for i, keys, clash in clashes:  # stored before: skipped, else a duplicate line
-            stored = next((existing[k] for k in keys if k in existing), None)
+            for pid, text, msg in item.unique:
+                owner[(pid, text)] = i
+                keys.append((pid, text, msg))
+            candidates.append(i)
+        for i, _ in clashes:
+            keys.extend(items[i].unique)
+        existing = await self._stored_unique(conn, ctx, rtype, keys)
+        for i, clash in clashes:  # stored before: skipped, else a duplicate line
+            stored = next(
+                (existing[(p, t)] for p, t, _ in items[i].unique if (p, t) in existing), None
+            )
             out[i] = ("skipped", stored) if stored is not None else ("error", clash)
-        bulk: list[tuple[int, str, dict[str, Any], list[Any]]] = []
-        for i, rid, data, rows in prepared:
+        bulk: list[int] = []
+        for i in candidates:
             hit = next(
-                (
-                    existing[k]
-                    for k in (
-                        (self._paths[path_key(d)], t)
-                        for d, _, t, _, _ in rows
-                        if d.uniqueness != "none" and t
-                    )
-                    if k in existing
-                ),
-                None,
+                (existing[(p, t)] for p, t, _ in items[i].unique if (p, t) in existing), None
             )
             if hit is not None:
                 out[i] = ("skipped", hit)
-            elif self._members_of(rel, resources[i]):
-                made = await self._create_tx(conn, ctx, rtype, resources[i])
-                out[i] = ("created", str(made["id"]))
             else:
-                bulk.append((i, rid, data, rows))
+                bulk.append(i)
         if not bulk:
             return out
-        pks = [
-            r[0]
-            for r in await conn.fetch(
-                "SELECT nextval(pg_get_serial_sequence('scimd_resources', 'pk'))"
-                " FROM generate_series(1, $1)",
-                len(bulk),
-            )
-        ]
-        res_rows: list[tuple[Any, ...]] = []
-        val_rows: list[tuple[Any, ...]] = []
-        for pk, (i, rid, data, rows) in zip(pks, bulk, strict=True):
-            display = data.get("displayName")
-            display = display if isinstance(display, str) else None
-            res_rows.append((pk, ctx.tenant, rtype.name, rid, 1, display, _fold(display), data))
-            seen: set[tuple[int, str]] = set()
-            for n, (defn, elem, v_text, v_num, _original) in enumerate(rows):
-                pid = self._paths[path_key(defn)]
-                uniq = defn.uniqueness != "none" and bool(v_text) and (pid, v_text) not in seen
-                if uniq:
-                    assert v_text is not None
-                    seen.add((pid, v_text))
-                num = None if v_num is None else Decimal(str(v_num))
-                val_rows.append((pk, n, ctx.tenant, rtype.name, pid, elem, v_text, num, uniq))
-            out[i] = ("created", rid)
+        pks = await conn.fetch(
+            "SELECT nextval(pg_get_serial_sequence('scimd_resources', 'pk'))"
+            " FROM generate_series(1, $1)",
+            len(bulk),
+        )
+        res_rows: list[bytes] = []
+        val_rows: list[bytes] = []
+        for i, pk in zip(bulk, pks, strict=True):
+            res, vals = number(items[i], pk[0])
+            res_rows.append(res)
+            val_rows.append(vals)
+            out[i] = ("created", items[i].rid)
         try:
-            await conn.copy_records_to_table(
+            await conn.copy_to_table(
                 "scimd_resources",
-                records=res_rows,
+                source=_Chunks(res_rows),
                 columns=[
                     "pk",
                     "tenant",
@@ -920,14 +948,44 @@ class PostgresBackend:
                     "data",
                 ],
             )
-            await conn.copy_records_to_table(
+            await conn.copy_to_table(
                 "scimd_attr_values",
-                records=val_rows,
+                source=_Chunks(val_rows),
                 columns=["pk", "n", "tenant", "rtype", "path", "elem", "v_text", "v_num", "uniq"],
             )
         except asyncpg.UniqueViolationError as exc:
             raise Uniqueness("a unique value was taken during the import") from exc
         return out
+
+    async def import_email_owners(
+        self, ctx: OpContext, rtype: ResourceType, values: Sequence[str]
+    ) -> list[dict[str, Any]]:
+        """The stored resources of ``rtype`` with an ``emails.value`` equal (caseExact
+        false: casefolded) to one of ``values``; ``scimd import``'s set-based check of
+        ``scim.unique_email``."""
+        emails = rtype.schema.attr("emails")
+        value = emails.sub("value") if emails is not None else None
+        pid = self._paths.get(path_key(value)) if value is not None else None
+        if value is None or pid is None or not values:
+            return []
+        texts = sorted({fold(v, value.case_exact) for v in values if not _has_nul(v)})
+        prefixes = sorted({t[:PREFIX] for t in texts})
+
+        async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (r.pk) r.data FROM scimd_attr_values a"
+                " JOIN scimd_resources r ON r.pk = a.pk WHERE a.tenant = $1 AND a.rtype = $2"
+                f" AND a.path = $3 AND left(a.v_text, {PREFIX}) = ANY($4::text[])"
+                " AND a.v_text = ANY($5::text[])",
+                ctx.tenant,
+                rtype.name,
+                pid,
+                prefixes,
+                texts,
+            )
+            return [row[0] for row in rows]
+
+        return await self._run(run, readonly=True)
 
     # ------------------------------------------------------------------ query
 

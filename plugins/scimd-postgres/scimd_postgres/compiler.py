@@ -8,8 +8,9 @@ predicate is two-valued (never SQL NULL) so ``NOT`` is Python's ``not``.
 
 Member values (``members.value``, ``groups.value``) and ``id`` are compared against the
 columns of ``scimd_members``/``scimd_resources`` directly, so ``eq`` on them is an index
-lookup; ``eq`` on any other attribute is a range on ``scimd_attr_values_text``, ``sw`` a
-prefix range on it, ``co``/``ew`` an escaped ``LIKE`` served by the pg_trgm GIN index
+lookup; ``eq`` on any other attribute is a lookup of ``scimd_attr_values_prefix`` (the
+first ``PREFIX`` characters of the value; the full value is rechecked), ``sw`` a prefix
+range on it, ``co``/``ew`` an escaped ``LIKE`` served by the pg_trgm GIN index
 ``scimd_attr_values_trgm`` (migration 0003).
 """
 
@@ -35,10 +36,18 @@ from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
 from scimd.store.sql import Relations, fold, iter_nodes, path_key
 
-__all__ = ["FALSE", "TRUE", "PgFilterCompiler", "like_escape", "needed_keys", "sort_expr"]
+__all__ = ["FALSE", "PREFIX", "TRUE", "PgFilterCompiler", "like_escape", "needed_keys", "sort_expr"]
 
 TRUE = "TRUE"
 FALSE = "FALSE"
+
+
+PREFIX = 200
+"""Characters of ``v_text`` in the value index (``left(v_text, 200)``, migration 0004)."""
+
+
+def _prefix(column: str) -> str:
+    return f"left({column}, {PREFIX})"
 
 
 def _is_id(defn: AttributeDef) -> bool:
@@ -210,12 +219,15 @@ class PgFilterCompiler:
             instant = canonical_datetime(value)
             if instant is None or sql_op is None:
                 return None
-            return f"{text} {sql_op} {self.p(instant)}::text"
+            return self._ordered(text, sql_op, instant)
         if kind == "complex":
             return None
         operand = fold(value, defn.case_exact)
+        # scimd_attr_values is indexed on left(v_text, PREFIX) (migration 0004): a
+        # condition on the prefix lets the index narrow the rows, the full value rechecks.
+        indexed = text.endswith(".v_text")
         if sql_op is not None:
-            return f"{text} {sql_op} {self.p(operand)}::text"
+            return self._ordered(text, sql_op, operand)
         if operand == "":
             return f"{text} IS NOT NULL"
         if op == "co":
@@ -223,14 +235,31 @@ class PgFilterCompiler:
             # (migration 0003); strpos() would not be.
             return f"{text} LIKE {self.p('%' + like_escape(operand) + '%')}::text"
         if op == "sw":
+            if indexed and len(operand) > PREFIX:
+                return (
+                    f"({_prefix(text)} = {self.p(operand[:PREFIX])}::text"
+                    f" AND starts_with({text}, {self.p(operand)}::text))"
+                )
             upper = _next_prefix(operand)
             if upper is None:
                 return f"starts_with({text}, {self.p(operand)}::text)"
-            # A range is exact for prefixes in code point order and uses the value index.
-            return f"({text} >= {self.p(operand)}::text AND {text} < {self.p(upper)}::text)"
+            # A range is exact for prefixes in code point order and uses the value index;
+            # on the indexed prefix too, as long as the operand is no longer than it.
+            col = _prefix(text) if indexed else text
+            return f"({col} >= {self.p(operand)}::text AND {col} < {self.p(upper)}::text)"
         if op == "ew":
             return f"{text} LIKE {self.p('%' + like_escape(operand))}::text"
         return None
+
+    def _ordered(self, text: str, sql_op: str, operand: str) -> str:
+        """``text <sql_op> operand``; on ``scimd_attr_values.v_text`` with a condition on
+        its indexed prefix first (eq: equal prefixes; a greater string has a prefix >=,
+        a smaller one a prefix <=), so the value index narrows the rows."""
+        full = f"{text} {sql_op} {self.p(operand)}::text"
+        if not text.endswith(".v_text"):
+            return full
+        pre_op = {"=": "=", ">": ">=", ">=": ">=", "<": "<=", "<=": "<="}[sql_op]
+        return f"({_prefix(text)} {pre_op} {self.p(operand[:PREFIX])}::text AND {full})"
 
     # -- presence
 

@@ -32,3 +32,21 @@ def test_import_csv_postgres(
     tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     check_csv_import(pg_config(tmp_path, pg_dsn, monkeypatch), tmp_path, capsys)
+
+
+async def test_import_rules_postgres_pool(pg_dsn: str, tmp_path: Path) -> None:
+    """unique_email, resume and events on the COPY path, Users normalised by 2 processes."""
+    from scimd_postgres.backend import PostgresBackend
+
+    from scimd.backend import BackendEnv
+    from scimd.schema.loader import builtin_registry
+    from tests.test_import_rules import check_import_rules
+
+    backend = PostgresBackend(
+        BackendEnv(options={"dsn": pg_dsn}, registry=builtin_registry(), base_dir=tmp_path)
+    )
+    await backend.start()
+    try:
+        await check_import_rules(backend, tmp_path, workers=2)
+    finally:
+        await backend.aclose()

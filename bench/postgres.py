@@ -1,0 +1,253 @@
+"""``python -m bench.postgres``: scimd on PostgreSQL at a million users (issue 5).
+
+Starts a throwaway cluster (``scimd_postgres.testing.PostgresCluster``), writes
+``--users`` generated Users (``bench.__main__.make_user``) as JSON lines, times
+``scimd import`` of them (the import figure), starts ``scimd serve`` on the database and
+measures with ``bench.__main__.load``, next to GET by id in the same run: ``userName eq``,
+``emails[type eq "work"].value eq``, cursor page 1 vs page ``--deep-page``, one-member
+add/remove on a group of every user but 1,000 (at most ``--group``) vs a 10-member group,
+and the RSS of the scimd process. Appends a section to ``bench/RESULTS.md``.
+
+    python -m bench.postgres [--users 1000000] [--group 100000] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+from scimd_postgres.testing import PostgresCluster
+
+from bench.__main__ import (
+    HOST,
+    ROOT,
+    SCIM_JSON,
+    Result,
+    cursor_pages,
+    free_port,
+    load,
+    machine,
+    make_user,
+    membership,
+    process,
+    rss_kib,
+    scimd_cmd,
+    wait_http,
+)
+
+
+def write_users(path: Path, n: int) -> None:
+    with path.open("wb") as fh:
+        for start in range(0, n, 10_000):
+            fh.write(
+                b"".join(
+                    orjson.dumps(make_user(i, "pg")) + b"\n"
+                    for i in range(start, min(n, start + 10_000))
+                )
+            )
+
+
+def config_text(port: int) -> str:
+    return (
+        f'[server]\nhost = "{HOST}"\nport = {port}\nworkers = 1\n'
+        '[storage]\nbackend = "postgres"\n'
+        '[storage.postgres]\ndsn = { "$env" = "SCIMD_PG_DSN" }\nmax_pool = 20\n'
+        '[state]\nbackend = "postgres"\n'
+        '[state.postgres]\ndsn = { "$env" = "SCIMD_PG_DSN" }\n'
+        '[logging]\nlevel = "WARNING"\n[events]\nlog = false\n'
+        "[auth]\nbootstrap_token = false\n"
+    )
+
+
+async def run(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Result], str]:
+    env = {**os.environ, "SCIMD_PG_DSN": dsn}
+    port = free_port()
+    config = work / "bench.toml"
+    config.write_text(config_text(port))
+    data = work / "users.jsonl"
+    t0 = time.perf_counter()
+    write_users(data, args.users)
+    print(f"  wrote {args.users} users in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    subprocess.run(scimd_cmd("migrate", "-c", str(config)), env=env, check=True)  # noqa: ASYNC221
+    t0 = time.perf_counter()
+    imported = subprocess.run(  # noqa: ASYNC221 - the timed import, before the load
+        scimd_cmd("import", "-c", str(config), "--batch", str(args.batch), str(data)),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    took = time.perf_counter() - t0
+    summary = imported.stdout.strip().splitlines()[-1] if imported.stdout.strip() else ""
+    import_note = (
+        f"{args.users:,} users in {took:.1f} s = {args.users / took:,.0f} users/s "
+        f"(wall clock of `scimd import --batch {args.batch}`; its own line: {summary})"
+    )
+    print("  import: " + import_note, file=sys.stderr)
+    if imported.returncode != 0:
+        raise SystemExit(f"import failed:\n{imported.stderr[-3000:]}")
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT id FROM scimd_resources WHERE rtype = 'User' ORDER BY pk LIMIT $1",
+                args.group + 1000,
+            )
+        ]
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    out = subprocess.run(  # noqa: ASYNC221 - once, before the load starts
+        scimd_cmd("token", "create", "-c", str(config), "--tenant", "default"),
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    token = out.stdout.strip().splitlines()[-1]
+    h = {"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON}
+    kw = {
+        "seconds": args.seconds,
+        "concurrency": args.concurrency,
+        "max_requests": args.max_requests,
+        "headers": h,
+    }
+    rng = random.Random(7)
+    picks = [rng.randrange(args.users) for _ in range(4096)]
+    results: list[Result] = []
+    with process(scimd_cmd("serve", "-c", str(config)), env=env) as proc:
+        base = f"http://{HOST}:{port}/scim/v2"
+        await wait_http(f"http://{HOST}:{port}/healthz", 60)
+        conn_limit = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(connector=conn_limit) as s:
+            results.append(
+                await load(
+                    s,
+                    "GET /Users/{id}",
+                    base,
+                    lambda i: ("GET", f"/Users/{ids[i % len(ids)]}", None),
+                    **kw,
+                )
+            )
+            for name, flt in (
+                ('filter userName eq "x"', 'userName eq "pg{:07d}@example.com"'),
+                (
+                    'filter emails[type eq "work"].value eq "x"',
+                    'emails[type eq "work"].value eq "pg{:07d}@example.com"',
+                ),
+            ):
+                results.append(
+                    await load(
+                        s,
+                        name,
+                        base,
+                        lambda i, f=flt: (  # type: ignore[misc]
+                            "GET",
+                            "/Users?filter=" + f.format(picks[i % len(picks)]).replace(" ", "%20"),
+                            None,
+                        ),
+                        **kw,
+                    )
+                )
+            results.extend(await cursor_pages(s, base, h, args))
+            results.extend(await membership(s, base, h, ids, args))
+        mem = rss_kib(proc.pid)
+        results.append(
+            Result(
+                "scimd RSS",
+                0,
+                0,
+                0.0,
+                note=f"{mem['VmRSS'] / 1024:.0f} MiB now, {mem['VmHWM'] / 1024:.0f} MiB peak",
+            )
+        )
+    return results, import_note
+
+
+def report(results: list[Result], args: argparse.Namespace, argv: list[str], imp: str) -> str:
+    by_name = {r.name: r for r in results}
+    lines = [
+        "| scenario | req/s | p50 ms | p99 ms | errors | note |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        if not r.requests:
+            lines.append(f"| {r.name} | | | | {r.errors} | {r.note} |")
+            continue
+        lines.append(
+            f"| {r.name} | {r.rps:,.0f} | {r.pct(50):.2f} | {r.pct(99):.2f} | {r.errors} "
+            f"| {r.note} |"
+        )
+    checks = [f"- Import: {imp} (target >= 20,000 users/s)."]
+    get = by_name.get("GET /Users/{id}")
+    for name in ('filter userName eq "x"', 'filter emails[type eq "work"].value eq "x"'):
+        q = by_name.get(name)
+        if q and get and q.requests and get.requests:
+            checks.append(f"- `{name}` p99 = {q.pct(99) / get.pct(99):.2f}x GET by id (<= 1.5x).")
+    cursors = [r for r in results if r.name.startswith("cursor page")]
+    if len(cursors) == 2 and all(c.requests for c in cursors):
+        ratio = cursors[1].pct(50) / cursors[0].pct(50)
+        checks.append(f"- {cursors[1].name} p50 = {ratio:.2f}x page 1 (<= 1.2x).")
+    patches = [r for r in results if r.name.startswith("PATCH add/remove")]
+    if len(patches) == 2 and all(p.requests for p in patches):
+        ratio = patches[1].pct(50) / patches[0].pct(50)
+        checks.append(f"- {patches[1].name} p50 = {ratio:.2f}x the 10-member group (<= 2x).")
+    cmd = "python -m bench.postgres " + " ".join(shlex.quote(a) for a in argv)
+    return "\n".join(
+        [
+            f"## PostgreSQL, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+            "",
+            f"- Machine: {machine()}",
+            f"- Command: `{cmd}` (throwaway cluster, fsync off)",
+            f"- Load: {args.concurrency} concurrent connections, {args.seconds:g} s per scenario; "
+            f"{args.users:,} users imported; scimd workers=1 on the postgres backend and "
+            "state store; client, scimd and PostgreSQL share the machine's cores.",
+            "",
+            *lines,
+            "",
+            *checks,
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(prog="python -m bench.postgres", description=__doc__)
+    p.add_argument("--users", type=int, default=1_000_000)
+    p.add_argument("--group", type=int, default=100_000, help="members of the big group")
+    p.add_argument("--batch", type=int, default=5000, help="scimd import --batch")
+    p.add_argument("--seconds", type=float, default=5.0, help="duration of each scenario")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--max-requests", type=int, default=50_000)
+    p.add_argument("--deep-page", type=int, default=10_000, help="cursor page to compare")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    args = p.parse_args(argv)
+    cluster = PostgresCluster()
+    cluster.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="scimd-bench-pg-") as tmp:
+            os.chmod(tmp, 0o755)
+            results, imp = asyncio.run(run(args, Path(tmp), cluster.create_database()))
+    finally:
+        cluster.stop()
+    text = report(results, args, argv, imp)
+    print(text)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
