@@ -121,17 +121,28 @@ async def test_relations_not_wanted_are_not_read(
     assert len(seen) == 1 and "members" not in seen[0], seen
 
 
-async def test_full_filtered_page_counts_exactly_in_the_same_statement(
+async def test_filtered_page_total_comes_from_the_page_unless_it_is_full(
     traced: tuple[SQLiteBackend, list[str]],
 ) -> None:
+    """A page that is not full tells its own exact total (one statement); a full page,
+    or an empty one past the start, counts the matches with one more statement."""
     store, seen = traced
     users, _ = await _seed(store)
-    seen.clear()
     flt = parse_filter('userName sw "user"', user_type())
-    page = await store.query(ctx(), user_type(), Query(filter=flt, start_index=2, count=2))
-    assert page.total_results == 5
-    assert [r["id"] for r in page.resources] == sorted(u["id"] for u in users)[1:3]
-    assert len(seen) == 1, seen
+    ordered = sorted(u["id"] for u in users)
+    for start, count, ids, statements in (
+        (2, 2, ordered[1:3], 2),  # full page: counted
+        (4, 5, ordered[3:], 1),  # the last, partial page: 3 + 2 = 5 from the page itself
+        (1, 10, ordered, 1),  # everything on the first page
+        (9, 2, [], 2),  # past the end: counted
+    ):
+        seen.clear()
+        page = await store.query(
+            ctx(), user_type(), Query(filter=flt, start_index=start, count=count)
+        )
+        assert page.total_results == 5, (start, count)
+        assert [r["id"] for r in page.resources] == ids
+        assert len(seen) == statements, seen
     no_total = await store.query(ctx(), user_type(), Query(filter=flt, count=2, want_total=False))
     assert no_total.total_results is None and len(no_total.resources) == 2
 
@@ -152,7 +163,8 @@ async def test_page_beyond_the_end_still_has_the_exact_total(
     traced: tuple[SQLiteBackend, list[str]],
 ) -> None:
     """An empty page after the first carries no row to read the total from: the store
-    then counts in a read transaction."""
+    then counts the matches (a filter) or reads the maintained count in a read
+    transaction (no filter)."""
     store, seen = traced
     await _seed(store)
     flt = parse_filter('userName sw "user"', user_type())
@@ -160,7 +172,10 @@ async def test_page_beyond_the_end_still_has_the_exact_total(
         seen.clear()
         page = await store.query(ctx(), user_type(), Query(filter=f, start_index=50, count=2))
         assert page.resources == [] and page.total_results == 5
-        assert "BEGIN" in seen, seen
+        if f is None:
+            assert "BEGIN" in seen, seen
+        else:
+            assert seen[-1].startswith("SELECT count(*)"), seen
 
 
 async def test_sorted_page_still_walks_the_sort_index(

@@ -377,8 +377,8 @@ class FilterCompiler:
         if not outer.is_complex:
             return FALSE  # elements are objects; a simple attribute has none
         alias = self._new_alias("e")
-        elem = _ValueElem(alias, outer)
         drive = self._driver(node.filter, outer)
+        elem = _ValueElem(alias, outer, drive)
         if drive is not None:
             # Enter through the value index on a positive eq of a sub-attribute (the row
             # shares pk and elem with its element); the whole filter is still checked.
@@ -447,13 +447,21 @@ class _Elem(ABC):
 class _ValueElem(_Elem):
     """An element of a complex attribute stored in ``attr_values`` (alias = its marker)."""
 
-    def __init__(self, alias: str, outer: AttributeDef) -> None:
+    def __init__(
+        self, alias: str, outer: AttributeDef, entered: tuple[AttributeDef, Value] | None = None
+    ) -> None:
         self.alias = alias
         self.outer = outer
+        self.entered = entered
+        """The sub-attribute ``eq`` the element was entered through (its own value row)."""
 
     def any_value(self, c: FilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
         if defn is self.outer:
             return FALSE
+        entered = self.entered
+        if op == "eq" and entered is not None and entered[0] is defn and entered[1] == value:
+            # The entry row itself is this element's value: no second lookup.
+            return TRUE
         pid = c.path_id(path_key(defn))
         cond = c._cond(defn, op, value, "a.v_text", "a.v_num")
         if pid is None or cond is None:

@@ -296,7 +296,7 @@ class SQLiteBackend:
         self._inline_loop: asyncio.AbstractEventLoop | None = None
         self.inline_reads = 0
         self._shape_sql: dict[
-            tuple[Any, ...], tuple[str, dict[str, Any], tuple[str, ...], int]
+            tuple[Any, ...], tuple[str, dict[str, Any], tuple[str, ...], str | None, int]
         ] = {}
         self._paths_gen = 0
         """Bumped whenever an attribute path id appears or is forgotten: a statement
@@ -1194,28 +1194,41 @@ class SQLiteBackend:
     ) -> Page | None:
         """An index page (not walking ``sort_keys``) answered by ONE statement, or None.
 
-        The page's ids, their ``data``, the relations the response wants (as JSON arrays)
-        and the exact total (``count(*) OVER ()`` over the matches of a filter, the
-        maintained ``resource_counts`` without one) come from a single SELECT, which reads
-        one snapshot by itself: no BEGIN/COMMIT, no second statement (``eq`` lookups,
-        Entra's and Okta's ``userName eq`` polling, cost one statement, like a GET). None
-        when the page is empty beyond the first one (the total is then not in any row):
-        the caller answers it in a read transaction.
+        The page's ids, their ``data`` and the relations the response wants (as JSON
+        arrays) come from a single SELECT, which reads one snapshot by itself: no
+        BEGIN/COMMIT, no second round trip per resource (``eq`` lookups, Entra's and Okta's
+        ``userName eq`` polling, cost one statement, like a GET). The exact total: without
+        a filter, the maintained ``resource_counts`` in the same statement; with one, a page
+        that is not full tells it (start + rows), and only a full page, or an empty one
+        past the start, counts the matches with a second statement (its own snapshot: the
+        total is exact as of that moment). None when an unfiltered page is empty beyond
+        the first one: the caller answers it in a read transaction.
         """
         count = max(0, min(q.count, self.capabilities.max_results))
         if q.paging != "index" or count == 0:
             return None
         if q.sort is not None and self._sort_walk_path(conn, rtype, q.sort) is not None:
             return None
-        sql, params = self._one_statement_sql(conn, ctx, rtype, q)
+        sql, params, count_sql = self._one_statement_sql(conn, ctx, rtype, q)
+        offset = max(0, q.start_index - 1)
         params["limit"] = count
-        params["offset"] = max(0, q.start_index - 1)
+        params["offset"] = offset
         rows = conn.execute(sql, params).fetchall()
         want_total = q.want_total
+        total: int | None = None
+        if count_sql is not None:
+            # A filtered page that is not full tells its own total; only a full page (or
+            # an empty one past the start) counts the matches with a second statement.
+            if len(rows) < count and (rows or offset == 0):
+                total = offset + len(rows)
+            else:
+                total = int(conn.execute(count_sql, params).fetchone()[0])
+        elif rows and want_total:
+            total = rows[0][3]
         if not rows:
-            if q.start_index > 1 and want_total:
+            if total is None and q.start_index > 1 and want_total:
                 return None
-            return Page([], 0 if want_total else None)
+            return Page([], (total or 0) if want_total else None)
         rel = self.relations(rtype)
         out: list[dict[str, Any]] = []
         for _pk, _rid, _sk, _n, blob, members, groups in rows:
@@ -1229,14 +1242,14 @@ class SQLiteBackend:
                 if items:
                     resource[rel.groups.name] = items
             out.append(resource)
-        total: int | None = rows[0][3] if want_total else None
         return Page(out, total)
 
     def _one_statement_sql(
         self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
-    ) -> tuple[str, dict[str, Any]]:
-        """The statement of ``_index_page_one_statement`` and its parameters (without
-        ``limit``/``offset``).
+    ) -> tuple[str, dict[str, Any], str | None]:
+        """The statement of ``_index_page_one_statement``, its parameters (without
+        ``limit``/``offset``) and, for a filtered page that wants its total, the statement
+        counting the matches.
 
         A query carrying a filter shape (``Query.shape``: ``userName eq "<each user>"``)
         reuses the statement compiled for the first filter of that shape: only the compared
@@ -1250,18 +1263,18 @@ class SQLiteBackend:
             key = (shape[0], ctx.tenant, rtype.name, q.sort, q.want_total)
             key += (ctx.load_members, ctx.load_groups)
             known = self._shape_sql.get(key)
-            if known is not None and known[3] == self._paths_gen:
-                sql, template, slots, _gen = known
+            if known is not None and known[4] == self._paths_gen:
+                sql, template, slots, count_sql, _gen = known
                 params = dict(template)
                 value = fold(shape[1], shape[0].case_exact)
                 for slot in slots:
                     params[slot] = value
-                return sql, params
+                return sql, params, count_sql
         gen = self._paths_gen
-        sql, params = self._one_statement_sql_compiled(conn, ctx, rtype, q)
+        sql, params, count_sql = self._one_statement_sql_compiled(conn, ctx, rtype, q)
         if key is not None and shape is not None:
             other = shape[0].build(_SHAPE_PROBE)
-            sql2, params2 = self._one_statement_sql_compiled(
+            sql2, params2, _count = self._one_statement_sql_compiled(
                 conn, ctx, rtype, dataclasses.replace(q, filter=other)
             )
             slots = tuple(k for k in params if params[k] != params2.get(k))
@@ -1276,21 +1289,23 @@ class SQLiteBackend:
             ):
                 if len(self._shape_sql) >= _SHAPE_SQL_SIZE:
                     self._shape_sql.clear()
-                self._shape_sql[key] = (sql, dict(params), slots, gen)
-        return sql, params
+                self._shape_sql[key] = (sql, dict(params), slots, count_sql, gen)
+        return sql, params, count_sql
 
     def _one_statement_sql_compiled(
         self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
-    ) -> tuple[str, dict[str, Any]]:
+    ) -> tuple[str, dict[str, Any], str | None]:
         where, sk, params = self.compile_where(conn, ctx.tenant, rtype, q.filter, q.sort)
         desc = q.sort is not None and q.sort.descending
         order = _order(sk is not None, desc, reverse=False)
+        count_sql: str | None = None
         if not q.want_total:
             total = "NULL"
         elif q.filter is None:
             total = "(SELECT n FROM resource_counts WHERE tenant = :tenant AND rtype = :rtype)"
         else:
-            total = "count(*) OVER ()"
+            total = "NULL"
+            count_sql = f"SELECT count(*) FROM resources r WHERE {where}"
         rel = self.relations(rtype)
         members = _JSON_MEMBERS if rel.members is not None and ctx.load_members else "NULL"
         groups = _JSON_GROUPS if rel.groups is not None and ctx.load_groups else "NULL"
@@ -1301,7 +1316,7 @@ class SQLiteBackend:
             f" (SELECT r.pk AS pk, r.id AS id, {skx} AS sk FROM resources r WHERE {where})"
             f" ORDER BY {order} LIMIT :limit OFFSET :offset) p ORDER BY {order}"
         )
-        return sql, params
+        return sql, params, count_sql
 
     def _sorted_page(
         self,
