@@ -326,6 +326,11 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 for name, make in scenarios:
                     results.append(await load(session, name, base, make, **kw))
                     print(f"  {name}: {results[-1].rps:.0f} req/s", file=sys.stderr)
+                # Latency proper (the eq targets): one connection, so no request waits
+                # behind another; under 32 connections p50 is queueing, i.e. throughput.
+                for name, make in scenarios:
+                    if name in LATENCY_SCENARIOS:
+                        results.append(await load(session, name + ONE, base, make, **one(args, h)))
 
                 # cursor paging: page 1 vs a deep page (RFC 9865)
                 cursor_results = await cursor_pages(session, base, h, args)
@@ -374,21 +379,45 @@ async def cursor_pages(
         "max_requests": args.max_requests,
         "headers": h,
     }
-    r1 = await load(
-        session,
-        "cursor page 1 (count=10)",
-        base,
-        lambda i: ("GET", "/Users?count=10&cursor=", None),
-        **kw,
-    )
-    r2 = await load(
-        session,
-        f"cursor page {page + 1} (count=10)",
-        base,
-        lambda i: ("GET", f"/Users?count=10&cursor={deep}", None),
-        **kw,
-    )
-    return [r1, r2]
+    out = []
+    for opts, suffix in ((kw, ""), (one(args, h), ONE)):
+        out.append(
+            await load(
+                session,
+                "cursor page 1 (count=10)" + suffix,
+                base,
+                lambda i: ("GET", "/Users?count=10&cursor=", None),
+                **opts,
+            )
+        )
+        out.append(
+            await load(
+                session,
+                f"cursor page {page + 1} (count=10)" + suffix,
+                base,
+                lambda i: ("GET", f"/Users?count=10&cursor={deep}", None),
+                **opts,
+            )
+        )
+    return out
+
+
+ONE = " [1 connection]"
+LATENCY_SCENARIOS = (
+    "GET /Users/{id}",
+    'filter userName eq "x"',
+    'filter emails[type eq "work"].value eq "x"',
+)
+
+
+def one(args: argparse.Namespace, h: dict[str, str]) -> dict[str, Any]:
+    """Load options for a latency measurement: one connection, bounded in time and count."""
+    return {
+        "seconds": args.latency_seconds,
+        "concurrency": 1,
+        "max_requests": args.latency_requests,
+        "headers": h,
+    }
 
 
 GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
@@ -521,15 +550,28 @@ def report(results: list[Result], args: argparse.Namespace, argv: list[str]) -> 
     if get and ceiling:
         share = 100 * get.rps / ceiling
         checks.append(f"- GET by id at {share:.0f}% of the bare endpoint (target >= 40%).")
+    get1 = by_name.get("GET /Users/{id}" + ONE)
     for name in ('filter userName eq "x"', 'filter emails[type eq "work"].value eq "x"'):
-        q = by_name.get(name)
+        q, q1 = by_name.get(name), by_name.get(name + ONE)
+        if q1 and get1 and q1.requests and get1.requests:
+            checks.append(
+                f"- `{name}` latency p50 = {q1.pct(50) / get1.pct(50):.2f}x GET by id, "
+                f"p99 = {q1.pct(99) / get1.pct(99):.2f}x (1 connection; target <= 1.5x)."
+            )
         if q and get and q.requests and get.requests:
-            ratio = q.pct(50) / get.pct(50)
-            checks.append(f"- `{name}` p50 = {ratio:.2f}x GET by id (target <= 1.5x).")
-    cursors = [r for r in results if r.name.startswith("cursor page")]
-    if len(cursors) == 2 and all(c.requests for c in cursors):
-        ratio = cursors[1].pct(50) / cursors[0].pct(50)
-        checks.append(f"- {cursors[1].name} p50 = {ratio:.2f}x page 1 (target <= 1.2x).")
+            checks.append(
+                f"- `{name}` p50 under {args.concurrency} connections = "
+                f"{q.pct(50) / get.pct(50):.2f}x GET by id (queueing: a throughput ratio)."
+            )
+    for suffix, what in ((ONE, "1 connection; target <= 1.2x"), ("", "under load")):
+        cursors = [
+            r
+            for r in results
+            if r.name.startswith("cursor page") and r.name.endswith(ONE) == bool(suffix)
+        ]
+        if len(cursors) == 2 and all(c.requests for c in cursors):
+            ratio = cursors[1].pct(50) / cursors[0].pct(50)
+            checks.append(f"- {cursors[1].name} p50 = {ratio:.2f}x page 1 ({what}).")
     patches = [r for r in results if r.name.startswith("PATCH add/remove")]
     if len(patches) == 2 and all(p.requests for p in patches):
         ratio = patches[1].pct(50) / patches[0].pct(50)
@@ -563,6 +605,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-requests", type=int, default=200_000)
     p.add_argument("--users", type=int, default=100_000, help="users seeded before the reads")
     p.add_argument("--deep-page", type=int, default=1000, help="cursor page to compare")
+    p.add_argument(
+        "--latency-seconds", type=float, default=4.0, help="duration of a 1-connection run"
+    )
+    p.add_argument("--latency-requests", type=int, default=3000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     args = p.parse_args(argv)

@@ -35,6 +35,7 @@ SCENARIOS = {
     "username": 'GET /Users?filter=userName eq "x"',
     "emails": 'GET /Users?filter=emails[type eq "work"].value eq "x"',
     "list": "GET /Users?count=100",
+    "getq": "GET /Users/{id}?x=<an emails filter, ignored>",
 }
 
 
@@ -42,6 +43,11 @@ def _path(scenario: str, ids: list[str], i: int) -> str:
     n = i * 7919 % len(ids)
     if scenario in ("get", "bare"):
         return f"/Users/{ids[n]}"
+    if scenario == "getq":
+        return (
+            f"/Users/{ids[n]}?x=emails%5Btype+eq+%22work%22%5D.value+eq+"
+            f"%22u{n:07d}%40example.com%22"
+        )
     if scenario == "username":
         return f'/Users?filter=userName+eq+"u{n:07d}@example.com"'
     if scenario == "emails":

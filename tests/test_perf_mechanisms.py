@@ -458,3 +458,27 @@ async def test_a_shape_first_seen_before_its_attribute_is_stored_still_finds_it_
     flt, shaped = cache.parse_shaped('externalId eq "third"', rt)
     page = await store.query(ctx(), rt, Query(filter=flt, shape=shaped))
     assert [r["id"] for r in page.resources] == [created["id"]]
+
+
+async def test_unique_eq_is_one_flat_statement_without_a_sort(
+    traced: tuple[SQLiteBackend, list[str]],
+) -> None:
+    """``userName eq`` and ``id eq`` match one resource at most (a unique index says so):
+    nothing to order, the total is the row count — and the answer is still exact on a
+    page past the match."""
+    store, seen = traced
+    users, _ = await _seed(store)
+    expected = await store.get(ctx(), user_type(), users[2]["id"])
+    for text in ('userName eq "USER2"', f'id eq "{users[2]["id"]}"'):
+        seen.clear()
+        flt = parse_filter(text, user_type())
+        page = await store.query(ctx(), user_type(), Query(filter=flt))
+        assert page.resources == [expected] and page.total_results == 1
+        assert len(seen) == 1 and "ORDER BY" not in seen[0], seen
+        later = await store.query(ctx(), user_type(), Query(filter=flt, start_index=2))
+        assert later.resources == [] and later.total_results == 1
+    # Not unique: ordered as usual.
+    seen.clear()
+    flt = parse_filter('externalId eq "nobody"', user_type())
+    await store.query(ctx(), user_type(), Query(filter=flt))
+    assert "ORDER BY" in seen[-1], seen

@@ -11,6 +11,8 @@ Layout (``PRAGMA user_version`` = ``SCHEMA_VERSION``):
   ``uniqueness: server|global`` per tenant and resource type.
 * ``members``: Group membership as a relation, so membership changes touch only the named
   rows and a read that does not want members never reads them.
+* ``attr_fts`` (layout 4): a trigram index of the text values, for ``co``/``ew`` filters
+  (``scimd.store.fts``).
 
 Concurrency: one writer connection on a single dedicated thread (so every write is
 serialised, and the check and the write of an If-Match happen in one ``BEGIN IMMEDIATE``
@@ -54,8 +56,9 @@ from scimd.errors import (
     ServiceUnavailable,
     Uniqueness,
 )
-from scimd.query.ast import Filter
-from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
+from scimd.query.ast import Comparison, Filter
+from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, SchemaRegistry
+from scimd.store import fts
 from scimd.store.sql import (
     FilterCompiler,
     IndexRow,
@@ -79,7 +82,7 @@ __all__ = ["SCHEMA_VERSION", "SQLiteBackend", "etag_matches"]
 
 log = logging.getLogger("scimd.store")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MMAP_SIZE = 1 << 30
 """Default ``mmap_size``: bytes of the database file read through ``mmap`` (beyond them,
@@ -315,6 +318,8 @@ class SQLiteBackend:
         self._relations: dict[str, Relations] = {}
         self._paths: dict[str, int] = {}
         self._new_paths: list[str] = []
+        self.substring = False
+        """Whether ``co``/``ew`` filters use the trigram index (``scimd.store.fts``)."""
         self._writer: sqlite3.Connection | None = None
         self._wpool: ThreadPoolExecutor | None = None
         self._rpool: ThreadPoolExecutor | None = None
@@ -429,8 +434,13 @@ class SQLiteBackend:
                         " (stored before scim.unique_email); they stay editable",
                         shared,
                     )
+            if version < 4:
+                # Layout 4: the trigram index of text values (scimd.store.fts), built for
+                # the stored resources by fts.open_index below.
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             for key, pid in conn.execute("SELECT key, id FROM attr_paths"):
                 self._paths[key] = pid
+            self.substring = fts.open_index(conn, self.registry, self._paths)
             fp = _fingerprint(self.registry)
             row = conn.execute("SELECT value FROM store_meta WHERE key = 'fingerprint'").fetchone()
             if migrated or row is None or row[0] != fp:
@@ -449,6 +459,8 @@ class SQLiteBackend:
     def _reindex(self, conn: sqlite3.Connection) -> None:
         """Rebuild ``attr_values`` after a schema change (caseExact, uniqueness...)."""
         conn.execute("DELETE FROM attr_values")
+        if self.substring:
+            fts.clear(conn)
         conn.execute("DELETE FROM sort_keys")
         rows = conn.execute("SELECT pk, tenant, rtype, id, data FROM resources").fetchall()
         for pk, tenant, rtype_name, rid, data in rows:
@@ -642,6 +654,8 @@ class SQLiteBackend:
             # Another process won a race past the pre-check: still a 409, never a 500.
             name = uniques[0].defn.name if len(uniques) == 1 else "a unique attribute"
             raise Uniqueness(f"The value of {name} is already in use") from exc
+        if self.substring:
+            fts.index_resource(conn, pk, rows, self._paths)
         conn.executemany(
             _INSERT_SORT,
             [
@@ -934,6 +948,8 @@ class SQLiteBackend:
                 pk,
             ),
         )
+        if self.substring:
+            fts.unindex_resource(conn, pk)
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (pk,))
         conn.execute("DELETE FROM sort_keys WHERE pk = ?", (pk,))
         self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
@@ -1054,6 +1070,8 @@ class SQLiteBackend:
             raise PreconditionFailed(
                 f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
             )
+        if self.substring:
+            fts.unindex_resource(conn, row[0])
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM sort_keys WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
@@ -1074,7 +1092,13 @@ class SQLiteBackend:
     ) -> tuple[str, str | None, dict[str, Any]]:
         """(WHERE clause over ``resources r``, sort key SQL or None, params). Public for the
         query-plan tests."""
-        c = FilterCompiler(rtype, tenant, self.relations(rtype), self._path_reader(conn))
+        c = FilterCompiler(
+            rtype,
+            tenant,
+            self.relations(rtype),
+            self._path_reader(conn),
+            fts.source if self.substring else None,
+        )
         where = "r.tenant = :tenant AND r.rtype = :rtype"
         if flt is not None:
             where += " AND " + c.compile(flt)
@@ -1309,6 +1333,15 @@ class SQLiteBackend:
         rel = self.relations(rtype)
         members = _JSON_MEMBERS if rel.members is not None and ctx.load_members else "NULL"
         groups = _JSON_GROUPS if rel.groups is not None and ctx.load_groups else "NULL"
+        if q.sort is None and _at_most_one(q.filter):
+            # ``userName eq`` (what Okta and Entra poll with), ``id eq``: a unique index
+            # holds at most one match, so there is nothing to order and the total is the
+            # row count: one flat statement, as cheap as a GET.
+            sql = (
+                f"SELECT r.pk, r.id, NULL, NULL, r.data, {members}, {groups}"
+                f" FROM resources r WHERE {where} LIMIT :limit OFFSET :offset"
+            ).replace("p.id)", "r.id)")
+            return sql, params, count_sql
         skx = sk if sk is not None else "NULL"
         sql = (
             f"SELECT p.pk, p.id, p.sk, p.n, (SELECT d.data FROM resources d WHERE d.pk = p.pk),"
@@ -1496,6 +1529,20 @@ class _SortedWalk:
             fetch = self._a if kind == "a" else self._b
             rows.extend(fetch(cond, reverse, extra, limit - len(rows), 0))
         return rows
+
+
+def _at_most_one(flt: Filter | None) -> bool:
+    """Whether ``flt`` can match one resource at most: ``eq`` on ``id`` or on a
+    single-valued attribute whose uniqueness the store enforces with a unique index
+    (``attr_values_unique``: userName, a custom schema's unique attributes)."""
+    if not isinstance(flt, Comparison) or flt.op != "eq" or flt.value in (None, ""):
+        return False
+    defn = flt.path.defn
+    if defn is None or defn.multi_valued or defn.is_complex:
+        return False
+    if defn.parent is not None and defn.parent.multi_valued:
+        return False
+    return defn.uniqueness != "none" or (defn.schema == COMMON_SCHEMA and defn.path == "id")
 
 
 def _member_items(rows: list[list[Any]]) -> list[dict[str, Any]]:
