@@ -16,7 +16,7 @@ ifneq ($(wildcard /usr/include/ldap.h),)
 PLUGINS += plugins/scimd-ldap
 endif
 
-.PHONY: run test test-core test-plugins lint bench install clean format
+.PHONY: run test test-core test-plugins lint bench bench-postgres profile install clean format
 
 $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,8 +60,24 @@ format: $(STAMP)
 	$(BIN)/ruff format scimd tests bench $(PLUGINS)
 	$(BIN)/ruff check --fix scimd tests bench $(PLUGINS)
 
+# The embedded store next to a bare aiohttp endpoint (issues 2 and 3), then the LDAP bridge
+# next to the embedded store (issue 6) where slapd and python-ldap are installed.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+ifneq ($(wildcard /usr/include/ldap.h),)
+	@if command -v slapd >/dev/null 2>&1 || test -x /usr/sbin/slapd; then \
+	  $(BIN)/python -m bench.ldap --users 10000 --requests 200 --seconds 5; \
+	else echo "bench: slapd not installed, LDAP bench skipped (apt-get install slapd ldap-utils)"; fi
+endif
+
+# PostgreSQL at scale (issue 5): a throwaway cluster, 1,000,000 users imported, the latency
+# checks next to GET by id, RSS. Long (about 15 minutes).
+bench-postgres: $(STAMP)
+	$(BIN)/python -m bench.postgres $(BENCH_PG_ARGS)
+
+# Event-loop CPU per request for one scenario (``--scenario get|username|emails|list``).
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile $(PROFILE_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info plugins/*/*.egg-info

@@ -14,7 +14,7 @@ class EmbeddedFactory:
     name = "embedded"
     description = (
         "Embedded SQLite store (WAL, full filter pushdown, keyset cursors); "
-        "options: path, readers, busy_timeout, mmap_size"
+        "options: path, readers, busy_timeout, mmap_size, inline_budget"
     )
 
     def __call__(self, env: BackendEnv) -> Backend:
