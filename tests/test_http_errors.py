@@ -4,71 +4,29 @@ carries a request id that the log line also carries, never a traceback."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from scimd.backend import Backend, Capabilities, OpContext, Page, PatchOp, Query
+from scimd.backend import Backend, OpContext
 from scimd.errors import ServiceUnavailable
 from scimd.plugins import PluginManager
 from scimd.schema.loader import builtin_registry
 from scimd.schema.model import ResourceType
+from scimd.testing import DeclaringBackend
 from tests._http_helpers import MakeScim, make_settings
 
 
-class FailingBackend:
+class FailingBackend(DeclaringBackend):
     """The real embedded backend, except that ``get`` explodes like a driver bug."""
 
     def __init__(self, inner: Backend, exc: Exception) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.exc = exc
-        self.capabilities: Capabilities = inner.capabilities
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def create(
-        self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
-    ) -> dict[str, Any]:
-        return await self.inner.create(ctx, rtype, resource)
 
     async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
         raise self.exc
-
-    async def replace(
-        self,
-        ctx: OpContext,
-        rtype: ResourceType,
-        rid: str,
-        resource: dict[str, Any],
-        *,
-        if_match: str | None,
-    ) -> dict[str, Any]:
-        return await self.inner.replace(ctx, rtype, rid, resource, if_match=if_match)
-
-    async def patch(
-        self,
-        ctx: OpContext,
-        rtype: ResourceType,
-        rid: str,
-        ops: Sequence[PatchOp],
-        *,
-        if_match: str | None,
-    ) -> dict[str, Any]:
-        return await self.inner.patch(ctx, rtype, rid, ops, if_match=if_match)
-
-    async def delete(
-        self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
-    ) -> None:
-        await self.inner.delete(ctx, rtype, rid, if_match=if_match)
-
-    async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
-        return await self.inner.query(ctx, rtype, q)
 
 
 def _failing(tmp_path: Path, plugins: PluginManager, exc: Exception) -> FailingBackend:
