@@ -311,7 +311,13 @@ def _open_encrypted(
     except ValueError as exc:  # pragma: no cover - validated by the configuration
         raise _reject("invalid_signature", f"decryption key unusable: {exc}") from None
     plain = decrypt_assertion(encrypted, keys)
-    inner = _parse(plain)
+    try:
+        inner = _parse(plain)
+    except JitError as exc:
+        # The same answer as a bad padding or a wrong key: telling "the plaintext is not
+        # XML" apart would be the oracle of the XML Encryption CBC attack (Jager and
+        # Somorovsky, 2011) against an assertion whose Response is not signed.
+        raise _reject("invalid_signature", f"decrypted data: {exc.detail}") from None
     if inner.tag != _ASSERTION:
         raise _reject("invalid_signature", "the decrypted data is not an Assertion")
     if sum(1 for _ in inner.iter(_ASSERTION, _ENCRYPTED)) != 1:
