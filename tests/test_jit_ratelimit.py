@@ -153,3 +153,58 @@ def test_refund_gives_back_one_token_up_to_the_burst() -> None:
     rl.refund("a")
     rl.refund("a")
     assert [rl.take("a") == 0.0 for _ in range(3)] == [True, True, False]
+
+
+# --------------------------------------------------------------------------------------
+# Buckets shared through the state store: N workers (processes on one state file) together
+# allow the configured rate, not N times it.
+
+
+async def test_state_store_buckets_are_shared_by_every_process_on_the_file(
+    tmp_path: Path,
+) -> None:
+    """Two stores on one file stand for two scimd processes (each its own connection)."""
+    from scimd.state.base import RateLimitStore
+    from scimd.state.sqlite import SqliteStateStore
+
+    a, b = SqliteStateStore(tmp_path / "s.db"), SqliteStateStore(tmp_path / "s.db")
+    await a.start()
+    await b.start()
+    try:
+        assert isinstance(a, RateLimitStore)
+        now = 1000.0
+        assert await a.take_rate_token("caller:gw", 0.5, 2, now) == 0.0
+        assert await b.take_rate_token("caller:gw", 0.5, 2, now) == 0.0
+        assert await a.take_rate_token("caller:gw", 0.5, 2, now) == pytest.approx(2.0)
+        assert await b.take_rate_token("caller:other", 0.5, 2, now) == 0.0  # per key
+        await b.refund_rate_token("caller:gw", 2)
+        assert await a.take_rate_token("caller:gw", 0.5, 2, now) == 0.0
+        assert await b.take_rate_token("caller:gw", 0.5, 2, now + 2.0) == 0.0  # refilled
+        # Many takers at once across both: exactly the burst gets through.
+        import asyncio
+
+        waits = await asyncio.gather(
+            *(s.take_rate_token("idp:okta", 0.001, 5, now) for s in (a, b) * 10)
+        )
+        assert sum(1 for w in waits if w == 0.0) == 5
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_two_workers_on_one_state_store_share_the_callers_limit(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Two applications on one state file stand for ``server.workers = 2``."""
+    first, clock = await _app(aiohttp_client, tmp_path, rate_limit=0.25, rate_burst=2)
+    second, _ = await _app(aiohttp_client, tmp_path, rate_limit=0.25, rate_burst=2)
+    second.scim.app[JIT_SERVICE].limiter.clock = clock
+    assert (await first.login(tok("w1")))[0] == 201
+    assert (await second.login(tok("w2")))[0] == 201
+    status, body, headers = await first.login(tok("w3"))
+    assert (status, body["reason"]) == (429, "rate_limited")
+    status, body, headers = await second.login(tok("w4"))
+    assert (status, body["reason"]) == (429, "rate_limited")
+    assert headers["Retry-After"] == "4"
+    clock.now += 4
+    assert (await second.login(tok("w4")))[0] == 201

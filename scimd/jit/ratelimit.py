@@ -1,10 +1,14 @@
-"""Per-caller and per-IdP rate limits of the JIT hook: token buckets, in memory, per process.
+"""Per-caller and per-IdP rate limits of the JIT hook: token buckets.
 
 A bucket holds at most ``burst`` tokens and refills at ``rate`` tokens per second; each
 request takes one. An empty bucket answers how long until the next token, which becomes the
-``Retry-After`` of the 429. The clock is injectable (tests drive it without sleeping). With
-``server.workers`` > 1 each process has its own buckets, so the effective limit is
-``workers`` times the configured one.
+``Retry-After`` of the 429. The clock is injectable (tests drive it without sleeping); it is
+wall-clock time so that processes sharing buckets agree on it.
+
+The buckets live in the state store when it implements ``RateLimitStore`` (the SQLite state
+store does: every worker and every process on the file share them, so together they allow
+the configured rate); otherwise :class:`RateLimiter` keeps them in this process, and with
+``server.workers`` > 1 the effective limit is ``workers`` times the configured one.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ class RateLimiter:
     """Token buckets by key (``("caller", id)``, ``("idp", id)``)."""
 
     def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self, rate: float, burst: int, clock: Callable[[], float] = time.time
     ) -> None:
         self.rate = rate
         self.burst = max(1, burst)

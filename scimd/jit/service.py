@@ -42,7 +42,13 @@ from scimd.patch import PATCH_OP_URN
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.service import ListParams, Service
 from scimd.settings import Settings
-from scimd.state.base import EmailMarkStore, IdempotencyRecord, JitStateStore, StateStore
+from scimd.state.base import (
+    EmailMarkStore,
+    IdempotencyRecord,
+    JitStateStore,
+    RateLimitStore,
+    StateStore,
+)
 from scimd.unique_email import email_forms
 
 __all__ = ["JitResponse", "JitService", "record_tombstone", "tombstone_keys"]
@@ -146,7 +152,8 @@ class JitService:
         self._logins = _KeyedLocks()
         self._idempotency = _KeyedLocks()
         self.limiter = RateLimiter(self.cfg.rate_limit, self.cfg.rate_burst)
-        """Per-caller and per-IdP token buckets (``limiter.clock`` is injectable)."""
+        """Per-caller and per-IdP token buckets: the rate, the burst and the clock
+        (injectable) of the buckets, which live in the state store when it shares them."""
 
     async def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -191,7 +198,7 @@ class JitService:
             return _problem(err)
         audit.caller = authd.caller.id
         try:
-            self._rate_limit("caller", authd.caller.id)
+            await self._rate_limit("caller", authd.caller.id)
         except JitError as err:
             await self._emit_failure("jit.login.denied", err, audit, request_id, started)
             return _problem(err)
@@ -271,9 +278,21 @@ class JitService:
         status = 201 if result.outcome == "created" else 200
         return JitResponse(status, orjson.dumps(body), {"Content-Type": _JSON})
 
-    def _rate_limit(self, kind: str, ident: str) -> None:
-        """429 ``rate_limited`` with ``Retry-After`` when the ``kind`` bucket is empty."""
-        wait = self.limiter.take((kind, ident))
+    async def _rate_limit(self, kind: str, ident: str) -> None:
+        """429 ``rate_limited`` with ``Retry-After`` when the ``kind`` bucket is empty.
+
+        The buckets live in the state store when it shares them between processes
+        (``RateLimitStore``: every worker and host on one store together allow the
+        configured rate), else in this process."""
+        limiter = self.limiter
+        if not limiter.enabled:
+            return
+        if isinstance(self.state, RateLimitStore):
+            wait = await self.state.take_rate_token(
+                f"{kind}:{ident}", limiter.rate, limiter.burst, limiter.clock()
+            )
+        else:
+            wait = limiter.take((kind, ident))
         if wait > 0:
             raise JitError(
                 429,
@@ -308,9 +327,12 @@ class JitService:
         idp = self.idps[idp_id]
         audit.tenant = idp.tenant or self.settings.auth.default_tenant
         try:
-            self._rate_limit("idp", idp.id)
+            await self._rate_limit("idp", idp.id)
         except JitError:
-            self.limiter.refund(("caller", caller.id))
+            if isinstance(self.state, RateLimitStore):
+                await self.state.refund_rate_token(f"caller:{caller.id}", self.limiter.burst)
+            else:
+                self.limiter.refund(("caller", caller.id))
             raise
         protocol = body.get("protocol")
         audit.protocol = protocol if isinstance(protocol, str) else None

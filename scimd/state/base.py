@@ -172,3 +172,19 @@ class EmailMarkStore(Protocol):
 
     async def clear_email_marks(self, tenant: str, user_id: str) -> None:
         """Forget every mark of a user (its deletion)."""
+
+
+@runtime_checkable
+class RateLimitStore(Protocol):
+    """Token buckets shared by every scimd process using this store (the JIT hook's
+    ``jit.rate_limit``/``jit.rate_burst`` per caller and per IdP), so that N workers or N
+    hosts together allow the configured rate, not N times it. A state store without it
+    leaves the buckets in each process."""
+
+    async def take_rate_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        """Take one token from bucket ``key`` (``burst`` tokens at most, refilled at
+        ``rate`` per second; ``now``: Unix time): 0.0 if taken, else the seconds until the
+        next token. Atomic against concurrent takers in other processes."""
+
+    async def refund_rate_token(self, key: str, burst: int) -> None:
+        """Give back a token taken by a request that another bucket then refused."""

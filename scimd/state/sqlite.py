@@ -121,6 +121,14 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (tenant, user_id, email)
         )""",
     ),
+    # 3 -> 4: JIT rate-limit buckets shared by the processes using this file.
+    (
+        """CREATE TABLE jit_rate (
+            key TEXT PRIMARY KEY,
+            tokens REAL NOT NULL,
+            updated REAL NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -164,6 +172,7 @@ class SqliteStateStore:
         self.last_used_interval = last_used_interval
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._rate_takes = 0
         # token id -> monotonic time of the last ``last_used`` write; touched only on the
         # store thread. Losing it (restart) costs one extra write per token.
         self._last_used_written: dict[str, float] = {}
@@ -593,6 +602,44 @@ class SqliteStateStore:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    # -- JIT: rate-limit token buckets shared by every process on this file
+    async def take_rate_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        return await self._run(self._take_rate_token, key, rate, burst, now)
+
+    def _take_rate_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute(
+                "SELECT tokens, updated FROM jit_rate WHERE key = ?", (key,)
+            ).fetchone()
+            tokens, last = (float(row[0]), float(row[1])) if row else (float(burst), now)
+            tokens = min(float(burst), tokens + max(0.0, now - last) * rate)
+            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+            if wait == 0.0:
+                tokens -= 1.0
+            db.execute(
+                "INSERT OR REPLACE INTO jit_rate (key, tokens, updated) VALUES (?, ?, ?)",
+                (key, tokens, max(now, last)),
+            )
+            self._rate_takes += 1
+            if self._rate_takes % 1000 == 0:
+                # Buckets idle long enough to be full again carry no information.
+                db.execute("DELETE FROM jit_rate WHERE updated < ?", (now - burst / rate - 60,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return wait
+
+    async def refund_rate_token(self, key: str, burst: int) -> None:
+        await self._run(
+            lambda: self._db.execute(
+                "UPDATE jit_rate SET tokens = min(?, tokens + 1.0) WHERE key = ?",
+                (float(burst), key),
+            )
+        )
 
     # -- JIT: emails set by a JIT email change (unverified for link-by-email)
     async def mark_email_unverified(self, tenant: str, user_id: str, email: str) -> None:
