@@ -1,6 +1,8 @@
 """Indexing and SQL compilation for the embedded store.
 
-Two halves that must agree with each other (and with ``scimd.query.evaluate``):
+Two halves that must agree with each other (and with ``scimd.query.evaluate``), the
+backend-neutral parts of both in ``scimd.store.sqlcommon`` (shared with the PostgreSQL
+plugin):
 
 * ``extract_values`` turns a resource dict into the rows of the ``attr_values`` table: one
   row per leaf value (``v_text`` casefolded unless the attribute is caseExact, ``v_num``
@@ -20,8 +22,7 @@ Group ``members`` and User ``groups`` are not in ``attr_values``: they live in t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from scimd.errors import InvalidFilter
@@ -37,7 +38,20 @@ from scimd.query.ast import (
     ValuePath,
 )
 from scimd.query.evaluate import canonical_datetime
-from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
+from scimd.schema.model import AttributeDef, ResourceType
+from scimd.store.sqlcommon import (
+    IndexRow,
+    Relations,
+    entered_by,
+    extract_values,
+    fold,
+    iter_nodes,
+    path_key,
+    value_path_driver,
+)
+from scimd.store.sqlcommon import has_value as _present
+from scimd.store.sqlcommon import is_id as _is_id
+from scimd.store.sqlcommon import next_prefix as _next_prefix
 
 __all__ = [
     "FALSE",
@@ -47,6 +61,7 @@ __all__ = [
     "Relations",
     "extract_values",
     "fold",
+    "iter_nodes",
     "path_key",
     "sort_expr",
     "sort_keys",
@@ -57,151 +72,12 @@ TRUE = "1"
 FALSE = "0"
 
 
-def path_key(defn: AttributeDef) -> str:
-    """The stable key of an attribute in ``attr_paths``: ``<schema urn>:<dotted path>``,
-    lower-cased (attribute names are case-insensitive)."""
-    return f"{defn.schema}:{defn.path}".lower()
-
-
-def fold(value: str, case_exact: bool) -> str:
-    """The comparable form of a string value: itself when caseExact, else casefolded."""
-    return value if case_exact else value.casefold()
-
-
-def _is_id(defn: AttributeDef) -> bool:
-    return defn.schema == COMMON_SCHEMA and defn.path.lower() == "id"
-
-
-@dataclass(frozen=True, slots=True)
-class Relations:
-    """Which attributes of a resource type live in the ``members`` relation.
-
-    ``members``: the multi-valued complex attribute named ``members`` (its resource is the
-    group side). ``groups``: the multi-valued complex attribute named ``groups`` (computed:
-    the groups whose members include the resource)."""
-
-    members: AttributeDef | None
-    groups: AttributeDef | None
-
-    @classmethod
-    def of(cls, rtype: ResourceType) -> Relations:
-        def find(name: str) -> AttributeDef | None:
-            defn = rtype.schema.attr(name)
-            if defn is not None and defn.is_complex and defn.multi_valued:
-                return defn
-            return None
-
-        return cls(find("members"), find("groups"))
-
-    def owner(self, defn: AttributeDef) -> AttributeDef | None:
-        """The relation attribute ``defn`` is (or is a sub-attribute of), if any."""
-        top = defn.parent if defn.parent is not None else defn
-        if top is self.members or top is self.groups:
-            return top
-        return None
-
-
-# (attribute, element number, v_text, v_num, original value for messages)
-IndexRow = tuple[AttributeDef, int, str | None, int | float | None, Any]
-
-
-def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | None] | None:
-    if value is None:
-        return None
-    kind = defn.type
-    if kind == "boolean":
-        return (None, int(value)) if isinstance(value, bool) else None
-    if kind in ("integer", "decimal"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        return None, value
-    if not isinstance(value, str):
-        return None
-    if kind == "dateTime":
-        # The canonical UTC form is fixed-width, so string order is chronological order
-        # and the sort value equals scimd.query.sort's; an unparsable value never matches.
-        canonical = canonical_datetime(value)
-        return (canonical, None) if canonical is not None else None
-    return fold(value, defn.case_exact), None
-
-
-def _present(v_text: str | None, v_num: int | float | None) -> bool:
-    return v_num is not None or (v_text is not None and v_text != "")
-
-
-def extract_values(
-    rtype: ResourceType, resource: dict[str, Any], relations: Relations
-) -> list[IndexRow]:
-    """Every filterable value of ``resource`` as ``attr_values`` rows (see module doc).
-
-    Skipped: ``id`` (a column), the ``members``/``groups`` relations, ``returned: never``
-    attributes (password hashes are never filterable) and values of the wrong type."""
-    rows: list[IndexRow] = []
-
-    def single(defn: AttributeDef, item: Any, elem: int) -> None:
-        if defn.is_complex:
-            if not isinstance(item, dict):
-                return
-            marker = len(rows)
-            rows.append((defn, elem, None, None, None))
-            any_present = False
-            for key, sub_value in item.items():
-                sub = defn.sub(key)
-                if sub is None or sub.returned == "never":
-                    continue
-                values = (
-                    sub_value if sub.multi_valued and isinstance(sub_value, list) else [sub_value]
-                )
-                for one in values:
-                    leaf = _leaf(sub, one)
-                    if leaf is not None:
-                        rows.append((sub, elem, leaf[0], leaf[1], one))
-                        any_present = any_present or _present(*leaf)
-            if any_present:
-                rows[marker] = (defn, elem, None, 1, None)
-            return
-        leaf = _leaf(defn, item)
-        if leaf is not None:
-            rows.append((defn, elem, leaf[0], leaf[1], item))
-
-    def attribute(defn: AttributeDef, value: Any) -> None:
-        if defn.returned == "never" or _is_id(defn) or relations.owner(defn) is not None:
-            return
-        if defn.multi_valued:
-            items = value if isinstance(value, list) else [value]
-            for elem, item in enumerate(items):
-                single(defn, item, elem)
-        else:
-            single(defn, value, 0)
-
-    for key, value in resource.items():
-        if ":" in key:
-            schema = rtype.schema_for_uri(key)
-            if schema is not None and isinstance(value, dict):
-                for name, ext_value in value.items():
-                    ext_defn = schema.attr(name)
-                    if ext_defn is not None:
-                        attribute(ext_defn, ext_value)
-            continue
-        defn = rtype.lookup(None, key)
-        if defn is not None:
-            attribute(defn, value)
-    return rows
-
-
 # --------------------------------------------------------------------------- compiler
 
 
-def _next_prefix(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` (in code
-    point order, which is SQLite's BINARY order over UTF-8), or None if there is none."""
-    last = ord(prefix[-1])
-    if last >= 0x10FFFF:
-        return None
-    nxt = last + 1
-    if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be encoded; no character sits there
-        nxt = 0xE000
-    return prefix[:-1] + chr(nxt)
+SubstringSource = Callable[[Callable[[Any], str], AttributeDef, str, Value], str | None]
+"""``(bind, attribute, op, value)`` -> a FROM clause yielding the ``attr_values a`` rows that
+may match a ``co``/``sw``/``ew`` comparison (``bind`` binds a parameter), or None."""
 
 
 class FilterCompiler:
@@ -209,6 +85,8 @@ class FilterCompiler:
 
     :param path_id: maps a ``path_key`` to its ``attr_paths`` id, or None when no value of
         that attribute was ever stored (the comparison then sees no values).
+    :param substring: where a top-level comparison reads its candidate values from, when
+        not the whole attribute (see ``SubstringSource``).
     """
 
     def __init__(
@@ -217,11 +95,13 @@ class FilterCompiler:
         tenant: str,
         relations: Relations,
         path_id: Callable[[str], int | None],
+        substring: SubstringSource | None = None,
     ) -> None:
         self.rtype = rtype
         self.tenant = tenant
         self.relations = relations
         self.path_id = path_id
+        self.substring = substring
         self.params: dict[str, Any] = {}
         self._alias = 0
 
@@ -296,8 +176,12 @@ class FilterCompiler:
             return FALSE
         # An IN over the value index: eq/sw/gt... on (tenant, rtype, path, v_text|v_num)
         # are index range scans, and the outer rows are then fetched by rowid.
+        source = "attr_values a"
+        if self.substring is not None:
+            # co/ew: candidate rows from a substring index (scimd.store.fts), rechecked.
+            source = self.substring(self._p, target, node.op, node.value) or source
         return (
-            f"r.pk IN (SELECT a.pk FROM attr_values a WHERE a.tenant = {self._p(self.tenant)}"
+            f"r.pk IN (SELECT a.pk FROM {source} WHERE a.tenant = {self._p(self.tenant)}"
             f" AND a.rtype = {self._p(self.rtype.name)} AND a.path = {self._p(pid)}"
             f" AND {cond})"
         )
@@ -339,7 +223,9 @@ class FilterCompiler:
             # A range is exact for prefixes in BINARY order and can use the value index.
             return f"({text} >= {self._p(operand)} AND {text} < {self._p(upper)})"
         if op == "ew":
-            return f"substr({text}, {self._p(-len(operand))}) = {self._p(operand)}"
+            # On bytes: substr() of a text stops at a NUL; a UTF-8 suffix is a string suffix.
+            size = self._p(-len(operand.encode("utf-8", "surrogatepass")))
+            return f"substr(CAST({text} AS BLOB), {size}) = CAST({self._p(operand)} AS BLOB)"
         return None
 
     # -- presence
@@ -399,37 +285,7 @@ class FilterCompiler:
         )
 
     def _driver(self, node: Filter, outer: AttributeDef) -> tuple[AttributeDef, Value] | None:
-        """The most selective sub-attribute ``eq`` every match must satisfy (a conjunct of
-        ``node``): ``emails[type eq "work"].value eq "x"`` enters through ``value``, not
-        through ``type`` (which every work email shares)."""
-        found: list[tuple[AttributeDef, Value]] = []
-        self._drivers(node, outer, found)
-        if not found:
-            return None
-        return min(found, key=lambda item: _selectivity_rank(item[0]))
-
-    def _drivers(
-        self, node: Filter, outer: AttributeDef, out: list[tuple[AttributeDef, Value]]
-    ) -> None:
-        if isinstance(node, And):
-            self._drivers(node.left, outer, out)
-            self._drivers(node.right, outer, out)
-        elif isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
-            defn = node.path.defn
-            if defn is not None and defn is not outer and defn.parent is outer:
-                out.append((defn, node.value))
-
-
-def _selectivity_rank(defn: AttributeDef) -> int:
-    """Lower is (probably) more selective: unique values, then free-form values, then
-    attributes with a few canonical values (``type``) and booleans (``primary``)."""
-    if defn.uniqueness != "none":
-        return 0
-    if defn.type == "boolean":
-        return 3
-    if defn.canonical_values or defn.name.lower() == "type":
-        return 2
-    return 1
+        return value_path_driver(node, outer)
 
 
 class _Elem(ABC):
@@ -458,8 +314,7 @@ class _ValueElem(_Elem):
     def any_value(self, c: FilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
         if defn is self.outer:
             return FALSE
-        entered = self.entered
-        if op == "eq" and entered is not None and entered[0] is defn and entered[1] == value:
+        if entered_by(self.entered, defn, op, value):
             # The entry row itself is this element's value: no second lookup.
             return TRUE
         pid = c.path_id(path_key(defn))
@@ -664,15 +519,3 @@ def sort_keys(rows: list[IndexRow]) -> dict[AttributeDef, int | float | str]:
         if value is not None:
             out[defn] = value
     return out
-
-
-def iter_nodes(node: Filter) -> Iterator[Filter]:
-    """Every node of a filter tree (pre-order)."""
-    yield node
-    if isinstance(node, And | Or):
-        yield from iter_nodes(node.left)
-        yield from iter_nodes(node.right)
-    elif isinstance(node, Not):
-        yield from iter_nodes(node.expr)
-    elif isinstance(node, ValuePath):
-        yield from iter_nodes(node.filter)

@@ -23,6 +23,7 @@ block the writer). The event loop only ever awaits futures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -95,6 +96,9 @@ own connection before it is interrupted and handed to a reader thread (see ``_re
 
 _PROGRESS_STEP = 500
 """The progress handler runs every this many VM instructions (its own cost: a Python call)."""
+
+_GROUP_COMMIT_MAX = 64
+"""Writes committed together at most (group commit, see ``_write_tx``)."""
 
 _SHAPE_SQL_SIZE = 256
 """Statements kept per filter shape (cleared when full)."""
@@ -318,10 +322,13 @@ class SQLiteBackend:
         self._relations: dict[str, Relations] = {}
         self._paths: dict[str, int] = {}
         self._new_paths: list[str] = []
-        self.substring = False
-        """Whether ``co``/``ew`` filters use the trigram index (``scimd.store.fts``)."""
+        self.substring: fts.SubstringIndex | None = None
+        """The trigram index ``co``/``ew`` filters use (``scimd.store.fts``), if any."""
         self._writer: sqlite3.Connection | None = None
         self._wpool: ThreadPoolExecutor | None = None
+        self._pending: list[tuple[Callable[..., Any], tuple[Any, ...], Any, Any]] = []
+        self._pending_lock = threading.Lock()
+        self._drain_scheduled = False
         self._rpool: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -459,8 +466,8 @@ class SQLiteBackend:
     def _reindex(self, conn: sqlite3.Connection) -> None:
         """Rebuild ``attr_values`` after a schema change (caseExact, uniqueness...)."""
         conn.execute("DELETE FROM attr_values")
-        if self.substring:
-            fts.clear(conn)
+        if self.substring is not None:
+            self.substring.clear(conn)
         conn.execute("DELETE FROM sort_keys")
         rows = conn.execute("SELECT pk, tenant, rtype, id, data FROM resources").fetchall()
         for pk, tenant, rtype_name, rid, data in rows:
@@ -531,6 +538,80 @@ class SQLiteBackend:
     async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
         return await self._run(self._wpool, fn, *args)
 
+    async def _write_tx(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn(conn, *args)`` in a write transaction on the writer thread, committed
+        together with the other writes waiting at that moment (group commit).
+
+        A commit costs more than most writes (the WAL frames of every touched page, the
+        occasional checkpoint), and concurrent clients (an IdP provisioning with several
+        connections, Bulk) queue behind the single writer anyway: the writer takes every
+        waiting write, runs each under its own SAVEPOINT — one that fails is rolled back
+        alone and gets its own error, the others are unaffected and see the writes before
+        them as a serial order would — and commits once. Each caller is answered after
+        that commit, so a 2xx still means durable as far as ``synchronous`` goes."""
+        if self._wpool is None:
+            raise ServiceUnavailable("The embedded store is not started")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((fn, args, fut, loop))
+            schedule = not self._drain_scheduled
+            self._drain_scheduled = True
+        if schedule:
+            self._wpool.submit(self._drain)
+        try:
+            result: _T = await fut
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        return result
+
+    def _drain(self) -> None:
+        """Writer thread: one transaction for every write waiting now (see ``_write_tx``)."""
+        with self._pending_lock:
+            batch = self._pending[:_GROUP_COMMIT_MAX]
+            del self._pending[:_GROUP_COMMIT_MAX]
+            if self._pending:
+                assert self._wpool is not None
+                self._wpool.submit(self._drain)
+            else:
+                self._drain_scheduled = False
+        outcomes: list[tuple[Any, Any, BaseException | None]] = []
+        conn = self._writer
+        try:
+            assert conn is not None
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as begin_failed:
+            for _fn, _args, fut, loop in batch:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, fut, None, begin_failed)
+            return
+        try:
+            for fn, args, fut, _loop in batch:
+                mark = len(self._new_paths)
+                conn.execute("SAVEPOINT w")
+                try:
+                    result = fn(conn, *args)
+                except BaseException as failed:  # handed to that caller alone
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    self._forget_new_paths(since=mark)
+                    outcomes.append((fut, None, failed))
+                else:
+                    conn.execute("RELEASE w")
+                    outcomes.append((fut, result, None))
+            conn.execute("COMMIT")
+        except BaseException as commit_failed:
+            # The commit, or a savepoint of a transaction SQLite already gave up (disk
+            # full, I/O error): nothing of the batch is written, every caller hears so.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._forget_new_paths()
+            outcomes = [(fut, None, commit_failed) for _fn, _args, fut, _loop in batch]
+        self._new_paths.clear()
+        for (fut, result, error), (_fn, _args, _fut, loop) in zip(outcomes, batch, strict=True):
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+
     async def _run(self, pool: ThreadPoolExecutor | None, fn: Callable[..., _T], *args: Any) -> _T:
         """Run ``fn`` on a reader or the writer thread; SQLite errors become SCIM errors."""
         if pool is None:
@@ -567,14 +648,16 @@ class SQLiteBackend:
         self._new_paths.clear()
         return result
 
-    def _forget_new_paths(self) -> None:
-        # Path ids created in a rolled-back transaction do not exist: drop them from the
-        # cache so that the id is not believed to belong to that key.
-        for key in self._new_paths:
+    def _forget_new_paths(self, since: int = 0) -> None:
+        # Path ids created in a rolled-back transaction (or savepoint: ``since`` = how many
+        # new paths were there before it) do not exist: drop them from the cache so that
+        # the id is not believed to belong to that key.
+        gone = self._new_paths[since:]
+        for key in gone:
             self._paths.pop(key, None)
-        if self._new_paths:
+        if gone:
             self._paths_gen += 1
-        self._new_paths.clear()
+        del self._new_paths[since:]
 
     def relations(self, rtype: ResourceType) -> Relations:
         rel = self._relations.get(rtype.name)
@@ -654,8 +737,8 @@ class SQLiteBackend:
             # Another process won a race past the pre-check: still a 409, never a 500.
             name = uniques[0].defn.name if len(uniques) == 1 else "a unique attribute"
             raise Uniqueness(f"The value of {name} is already in use") from exc
-        if self.substring:
-            fts.index_resource(conn, pk, rows, self._paths)
+        if self.substring is not None:
+            self.substring.index_resource(conn, pk, self._paths)
         conn.executemany(
             _INSERT_SORT,
             [
@@ -841,7 +924,7 @@ class SQLiteBackend:
     async def create(
         self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
     ) -> dict[str, Any]:
-        return await self._write(self._tx, self._create_tx, ctx, rtype, resource)
+        return await self._write_tx(self._create_tx, ctx, rtype, resource)
 
     def _create_tx(
         self,
@@ -948,8 +1031,8 @@ class SQLiteBackend:
                 pk,
             ),
         )
-        if self.substring:
-            fts.unindex_resource(conn, pk)
+        if self.substring is not None:
+            self.substring.unindex_resource(conn, pk, self._paths)
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (pk,))
         conn.execute("DELETE FROM sort_keys WHERE pk = ?", (pk,))
         self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
@@ -965,7 +1048,7 @@ class SQLiteBackend:
         *,
         if_match: str | None,
     ) -> dict[str, Any]:
-        return await self._write(self._tx, self._replace_tx, ctx, rtype, rid, resource, if_match)
+        return await self._write_tx(self._replace_tx, ctx, rtype, rid, resource, if_match)
 
     def _replace_tx(
         self,
@@ -999,7 +1082,7 @@ class SQLiteBackend:
         *,
         if_match: str | None,
     ) -> dict[str, Any]:
-        return await self._write(self._tx, self._patch_tx, ctx, rtype, rid, ops, if_match)
+        return await self._write_tx(self._patch_tx, ctx, rtype, rid, ops, if_match)
 
     def _patch_tx(
         self,
@@ -1050,7 +1133,7 @@ class SQLiteBackend:
     async def delete(
         self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
     ) -> None:
-        await self._write(self._tx, self._delete_tx, ctx, rtype, rid, if_match)
+        await self._write_tx(self._delete_tx, ctx, rtype, rid, if_match)
 
     def _delete_tx(
         self,
@@ -1070,8 +1153,8 @@ class SQLiteBackend:
             raise PreconditionFailed(
                 f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
             )
-        if self.substring:
-            fts.unindex_resource(conn, row[0])
+        if self.substring is not None:
+            self.substring.unindex_resource(conn, row[0], self._paths)
         conn.execute("DELETE FROM attr_values WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM sort_keys WHERE pk = ?", (row[0],))
         conn.execute("DELETE FROM resources WHERE pk = ?", (row[0],))
@@ -1097,7 +1180,7 @@ class SQLiteBackend:
             tenant,
             self.relations(rtype),
             self._path_reader(conn),
-            fts.source if self.substring else None,
+            self.substring.source if self.substring is not None else None,
         )
         where = "r.tenant = :tenant AND r.rtype = :rtype"
         if flt is not None:
@@ -1529,6 +1612,16 @@ class _SortedWalk:
             fetch = self._a if kind == "a" else self._b
             rows.extend(fetch(cond, reverse, extra, limit - len(rows), 0))
         return rows
+
+
+def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    """On the event loop: answer one waiting writer (unless it was cancelled meanwhile)."""
+    if fut.cancelled():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(result)
 
 
 def _at_most_one(flt: Filter | None) -> bool:

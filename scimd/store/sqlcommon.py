@@ -1,0 +1,243 @@
+"""Backend-neutral pieces of the SQL stores (the embedded SQLite store, ``scimd.store.sql``,
+and the PostgreSQL plugin's ``scimd_postgres.compiler``): the value index both keep and the
+dialect-free parts of compiling a filter against it.
+
+* ``extract_values`` turns a resource dict into the rows of the value table: one row per
+  leaf value (``v_text`` casefolded unless the attribute is caseExact, ``v_num`` for
+  numbers, booleans as 0/1, dateTimes as their canonical UTC string), and one *marker* row
+  per complex value (``v_num`` 1 when the element has a present leaf). All sub-attribute
+  rows of one element of a multi-valued complex attribute share its ``elem`` number, which
+  is what makes ``emails[type eq "work" and value co "x"]`` correlated.
+* ``Relations``: Group ``members`` and User ``groups`` are not value rows but a relation.
+* ``value_path_driver``: which sub-attribute ``eq`` a valuePath enters the value index
+  through (the most selective one), and ``entered_by`` to skip rechecking it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from scimd.query.ast import And, Comparison, Filter, Not, Or, Value, ValuePath
+from scimd.query.evaluate import canonical_datetime
+from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
+
+__all__ = [
+    "IndexRow",
+    "Relations",
+    "entered_by",
+    "extract_values",
+    "fold",
+    "has_value",
+    "is_id",
+    "iter_nodes",
+    "next_prefix",
+    "path_key",
+    "selectivity_rank",
+    "value_path_driver",
+]
+
+
+def path_key(defn: AttributeDef) -> str:
+    """The stable key of an attribute in ``attr_paths``: ``<schema urn>:<dotted path>``,
+    lower-cased (attribute names are case-insensitive)."""
+    return f"{defn.schema}:{defn.path}".lower()
+
+
+def fold(value: str, case_exact: bool) -> str:
+    """The comparable form of a string value: itself when caseExact, else casefolded."""
+    return value if case_exact else value.casefold()
+
+
+def is_id(defn: AttributeDef) -> bool:
+    return defn.schema == COMMON_SCHEMA and defn.path.lower() == "id"
+
+
+@dataclass(frozen=True, slots=True)
+class Relations:
+    """Which attributes of a resource type live in the ``members`` relation.
+
+    ``members``: the multi-valued complex attribute named ``members`` (its resource is the
+    group side). ``groups``: the multi-valued complex attribute named ``groups`` (computed:
+    the groups whose members include the resource)."""
+
+    members: AttributeDef | None
+    groups: AttributeDef | None
+
+    @classmethod
+    def of(cls, rtype: ResourceType) -> Relations:
+        def find(name: str) -> AttributeDef | None:
+            defn = rtype.schema.attr(name)
+            if defn is not None and defn.is_complex and defn.multi_valued:
+                return defn
+            return None
+
+        return cls(find("members"), find("groups"))
+
+    def owner(self, defn: AttributeDef) -> AttributeDef | None:
+        """The relation attribute ``defn`` is (or is a sub-attribute of), if any."""
+        top = defn.parent if defn.parent is not None else defn
+        if top is self.members or top is self.groups:
+            return top
+        return None
+
+
+# (attribute, element number, v_text, v_num, original value for messages)
+IndexRow = tuple[AttributeDef, int, str | None, int | float | None, Any]
+
+
+def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | None] | None:
+    if value is None:
+        return None
+    kind = defn.type
+    if kind == "boolean":
+        return (None, int(value)) if isinstance(value, bool) else None
+    if kind in ("integer", "decimal"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return None, value
+    if not isinstance(value, str):
+        return None
+    if kind == "dateTime":
+        # The canonical UTC form is fixed-width, so string order is chronological order
+        # and the sort value equals scimd.query.sort's; an unparsable value never matches.
+        canonical = canonical_datetime(value)
+        return (canonical, None) if canonical is not None else None
+    return fold(value, defn.case_exact), None
+
+
+def has_value(v_text: str | None, v_num: int | float | None) -> bool:
+    """Whether a value row holds a present value (a number, or a non-empty string)."""
+    return v_num is not None or (v_text is not None and v_text != "")
+
+
+def extract_values(
+    rtype: ResourceType, resource: dict[str, Any], relations: Relations
+) -> list[IndexRow]:
+    """Every filterable value of ``resource`` as ``attr_values`` rows (see module doc).
+
+    Skipped: ``id`` (a column), the ``members``/``groups`` relations, ``returned: never``
+    attributes (password hashes are never filterable) and values of the wrong type."""
+    rows: list[IndexRow] = []
+
+    def single(defn: AttributeDef, item: Any, elem: int) -> None:
+        if defn.is_complex:
+            if not isinstance(item, dict):
+                return
+            marker = len(rows)
+            rows.append((defn, elem, None, None, None))
+            any_present = False
+            for key, sub_value in item.items():
+                sub = defn.sub(key)
+                if sub is None or sub.returned == "never":
+                    continue
+                values = (
+                    sub_value if sub.multi_valued and isinstance(sub_value, list) else [sub_value]
+                )
+                for one in values:
+                    leaf = _leaf(sub, one)
+                    if leaf is not None:
+                        rows.append((sub, elem, leaf[0], leaf[1], one))
+                        any_present = any_present or has_value(*leaf)
+            if any_present:
+                rows[marker] = (defn, elem, None, 1, None)
+            return
+        leaf = _leaf(defn, item)
+        if leaf is not None:
+            rows.append((defn, elem, leaf[0], leaf[1], item))
+
+    def attribute(defn: AttributeDef, value: Any) -> None:
+        if defn.returned == "never" or is_id(defn) or relations.owner(defn) is not None:
+            return
+        if defn.multi_valued:
+            items = value if isinstance(value, list) else [value]
+            for elem, item in enumerate(items):
+                single(defn, item, elem)
+        else:
+            single(defn, value, 0)
+
+    for key, value in resource.items():
+        if ":" in key:
+            schema = rtype.schema_for_uri(key)
+            if schema is not None and isinstance(value, dict):
+                for name, ext_value in value.items():
+                    ext_defn = schema.attr(name)
+                    if ext_defn is not None:
+                        attribute(ext_defn, ext_value)
+            continue
+        defn = rtype.lookup(None, key)
+        if defn is not None:
+            attribute(defn, value)
+    return rows
+
+
+# --------------------------------------------------------------------------- compiling
+
+
+def next_prefix(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` in code
+    point order (SQLite's BINARY, PostgreSQL's "C" collation, over UTF-8), or None if
+    there is none."""
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return None
+    nxt = last + 1
+    if 0xD800 <= nxt <= 0xDFFF:  # surrogates cannot be encoded; no character sits there
+        nxt = 0xE000
+    return prefix[:-1] + chr(nxt)
+
+
+def value_path_driver(node: Filter, outer: AttributeDef) -> tuple[AttributeDef, Value] | None:
+    """The most selective sub-attribute ``eq`` every match of the valuePath filter ``node``
+    on ``outer`` must satisfy (a conjunct of ``node``): ``emails[type eq "work"].value eq
+    "x"`` enters the value index through ``value``, not through ``type`` (which every work
+    email shares)."""
+    found: list[tuple[AttributeDef, Value]] = []
+    _drivers(node, outer, found)
+    if not found:
+        return None
+    return min(found, key=lambda item: selectivity_rank(item[0]))
+
+
+def _drivers(node: Filter, outer: AttributeDef, out: list[tuple[AttributeDef, Value]]) -> None:
+    if isinstance(node, And):
+        _drivers(node.left, outer, out)
+        _drivers(node.right, outer, out)
+    elif isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
+        defn = node.path.defn
+        if defn is not None and defn is not outer and defn.parent is outer:
+            out.append((defn, node.value))
+
+
+def selectivity_rank(defn: AttributeDef) -> int:
+    """Lower is (probably) more selective: unique values, then free-form values, then
+    attributes with a few canonical values (``type``) and booleans (``primary``)."""
+    if defn.uniqueness != "none":
+        return 0
+    if defn.type == "boolean":
+        return 3
+    if defn.canonical_values or defn.name.lower() == "type":
+        return 2
+    return 1
+
+
+def entered_by(
+    entered: tuple[AttributeDef, Value] | None, defn: AttributeDef, op: str, value: Value
+) -> bool:
+    """Whether the comparison ``defn op value`` inside a valuePath element is the ``eq``
+    the element was entered through (``value_path_driver``): its own entry row is then
+    that value, and no second lookup is needed."""
+    return op == "eq" and entered is not None and entered[0] is defn and entered[1] == value
+
+
+def iter_nodes(node: Filter) -> Iterator[Filter]:
+    """Every node of a filter tree (pre-order)."""
+    yield node
+    if isinstance(node, And | Or):
+        yield from iter_nodes(node.left)
+        yield from iter_nodes(node.right)
+    elif isinstance(node, Not):
+        yield from iter_nodes(node.expr)
+    elif isinstance(node, ValuePath):
+        yield from iter_nodes(node.filter)
