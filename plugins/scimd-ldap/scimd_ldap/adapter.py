@@ -181,8 +181,16 @@ class LdapPool:
             return await asyncio.to_thread(self._call, fn, discard)
 
     async def check(self) -> None:
-        """Open (and bind) one connection now, so a wrong URL or password shows at start."""
-        await self.run(lambda conn: conn.whoami_s())
+        """Open (and bind) one connection now, so a wrong URL or password shows at start.
+
+        It reads the root DSE rather than asking "Who am I?" (RFC 4532): Samba's AD DC does
+        not implement that extended operation (``protocolError``)."""
+        timeout = self.timeout
+        await self.run(
+            lambda conn: conn.search_st(
+                "", ldap.SCOPE_BASE, "(objectClass=*)", ["1.1"], timeout=timeout
+            )
+        )
 
     async def aclose(self) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ memory over at most ``max_scan`` candidates (more is 400 tooMany).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import copy
 import random
@@ -29,7 +30,7 @@ import re
 import uuid
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import ldap  # type: ignore[import-untyped]
 import ldap.dn  # type: ignore[import-untyped]
@@ -47,6 +48,7 @@ from scimd.backend import (
     Backend,
     BackendEnv,
     Capabilities,
+    Keyset,
     OpContext,
     Page,
     PatchOp,
@@ -57,7 +59,7 @@ from scimd.patch import apply_patch
 from scimd.query.ast import AttrPath
 from scimd.query.evaluate import matches
 from scimd.query.planner import filterable_key
-from scimd.query.sort import sort_key
+from scimd.query.sort import keyset_key, sort_key, sort_value
 from scimd.store.sqlite import etag_matches
 from scimd_ldap.ad import (
     complete_ranges,
@@ -232,6 +234,38 @@ def _trim(ctx: OpContext, resources: list[dict[str, Any]]) -> list[dict[str, Any
     return resources
 
 
+def _keyset_page(ctx: OpContext, ordered: list[dict[str, Any]], q: Query) -> Page:
+    """The cursor page (RFC 9865) of ``ordered`` (every match, in ``sort_key`` order): the
+    ``q.count`` resources strictly after ``q.keyset`` (or strictly before it, for a
+    ``prev`` keyset), with the keysets of the pages around it and the exact total. A
+    keyset is a position, so it needs not name an existing resource."""
+    keys = [sort_key(r, q.sort) for r in ordered]
+    count, ks = max(q.count, 0), q.keyset
+    try:
+        if ks is None:
+            lo, hi = 0, min(len(ordered), count)
+        elif ks.direction == "prev":
+            hi = bisect.bisect_left(keys, keyset_key(ks, q.sort))  # first one not before
+            lo = max(0, hi - count)
+        else:
+            lo = bisect.bisect_right(keys, keyset_key(ks, q.sort))  # first one after
+            hi = min(len(ordered), lo + count)
+    except TypeError:
+        raise errors.InvalidCursor("The cursor does not fit this query") from None
+
+    def at(i: int, direction: Literal["next", "prev"]) -> Keyset:
+        value = sort_value(ordered[i], q.sort.path) if q.sort is not None else None
+        return Keyset(value, str(ordered[i]["id"]), direction)
+
+    page = ordered[lo:hi]
+    return Page(
+        _trim(ctx, page),
+        len(ordered),
+        next_keyset=at(hi - 1, "next") if page and hi < len(ordered) else None,
+        prev_keyset=at(lo, "prev") if page and lo > 0 else None,
+    )
+
+
 def _vlv_count(ctrls: Any) -> int | None:
     """The VLV response's content count from an error's raw controls, or None."""
     for ctrl in ctrls or ():
@@ -336,7 +370,7 @@ class LdapBackend(Backend):
         self.capabilities = Capabilities(
             filter_ops=frozenset({"eq", "ne", "co", "sw", "ew", "pr"}),
             filterable=frozenset(filterable),
-            cursor=False,
+            cursor=True,
             etag=self.shadow,
             transactions=False,
             multi_tenant=self.multi_tenant,
@@ -1004,7 +1038,12 @@ class LdapBackend(Backend):
 
     async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
         tmap = self._map(rtype)
-        if q.filter is None:
+        if q.paging == "cursor" and await self._cursor_in_directory(q):
+            try:
+                return await self._query_cursor_vlv(ctx, rtype, tmap, q)
+            except _NoServerSort:
+                pass  # the directory refused the sort: in memory
+        if q.filter is None and q.paging == "index":
             key = await self._server_sort_key(rtype, tmap, q.sort)
             if key is not None:
                 try:
@@ -1039,6 +1078,8 @@ class LdapBackend(Backend):
         if q.filter is not None:
             resources = [r for r in resources if matches(q.filter, r)]
         resources.sort(key=lambda r: sort_key(r, q.sort))
+        if q.paging == "cursor":
+            return _keyset_page(ctx, resources, q)
         start = max(q.start_index, 1) - 1
         return Page(_trim(ctx, resources[start : start + max(q.count, 0)]), len(resources))
 
@@ -1126,32 +1167,50 @@ class LdapBackend(Backend):
         resources = await self._resources(ctx, rtype, entries, groups=ctx.load_groups)
         return Page(_trim(ctx, resources), total)
 
+    def _sorted_search(self, conn: Any, base: str, flt: str, keys: list[str], vlv: Any) -> Any:
+        """In a worker thread: one search with the sort control (``keys``) and the VLV
+        request ``vlv``; returns the entries and the VLV response control, or None when
+        the container does not exist yet. ``_NoServerSort`` when the directory cannot sort
+        it; ``ldap.VLV_ERROR`` passes."""
+        ctrls = [SSSRequestControl(criticality=True, ordering_rules=keys), vlv]
+        try:
+            msgid = conn.search_ext(
+                base,
+                ldap.SCOPE_ONELEVEL,
+                flt,
+                self.read_attrs,
+                serverctrls=ctrls,
+                timeout=self.timeout,
+            )
+            _, data, _, sctrls = conn.result3(msgid, timeout=self.timeout)
+        except ldap.NO_SUCH_OBJECT:
+            return None
+        except ldap.VLV_ERROR:
+            raise
+        except _NO_SERVER_SORT as exc:
+            raise _NoServerSort from exc
+        resp = next((c for c in sctrls if c.controlType == VLVResponseControl.controlType), None)
+        if resp is None or resp.result != 0:
+            raise _NoServerSort
+        return [(dn, _decode(a)) for dn, a in data if dn], resp
+
     async def _vlv(
         self, base: str, flt: str, keys: list[str], start: int, count: int
     ) -> tuple[list[Entry], int]:
         """Entries ``start .. start+count-1`` (1-based) of the sorted search, and how many
         entries the search has. One search with the sort and VLV controls, on a connection
         closed afterwards (sssvlv keeps a VLV context per connection until it closes)."""
-        attrs, timeout = self.read_attrs, self.timeout
 
         def go(conn: Any) -> tuple[list[Entry], int]:
-            ctrls = [
-                SSSRequestControl(criticality=True, ordering_rules=keys),
-                VLVRequestControl(
-                    criticality=True,
-                    before_count=0,
-                    after_count=max(count - 1, 0),
-                    offset=start,
-                    content_count=0,
-                ),
-            ]
+            vlv = VLVRequestControl(
+                criticality=True,
+                before_count=0,
+                after_count=max(count - 1, 0),
+                offset=start,
+                content_count=0,
+            )
             try:
-                msgid = conn.search_ext(
-                    base, ldap.SCOPE_ONELEVEL, flt, attrs, serverctrls=ctrls, timeout=timeout
-                )
-                _, data, _, sctrls = conn.result3(msgid, timeout=timeout)
-            except ldap.NO_SUCH_OBJECT:
-                return [], 0  # the container does not exist yet
+                found = self._sorted_search(conn, base, flt, keys, vlv)
             except ldap.VLV_ERROR as exc:
                 # offset past the end (offsetRangeError): no entries; the count is in the
                 # response control when the server sent one.
@@ -1159,15 +1218,90 @@ class LdapBackend(Backend):
                 if total is None:
                     raise _NoServerSort from exc
                 return [], total
-            except _NO_SERVER_SORT as exc:
-                raise _NoServerSort from exc
-            vlv = next((c for c in sctrls if c.controlType == VLVResponseControl.controlType), None)
-            if vlv is None or vlv.result != 0:
-                raise _NoServerSort
-            found = [(dn, _decode(a)) for dn, a in data if dn]
-            return (found[:count] if start <= vlv.contentCount else []), vlv.contentCount
+            if found is None:
+                return [], 0
+            entries, resp = found
+            return (entries[:count] if start <= resp.contentCount else []), resp.contentCount
 
         try:
             return await self.pool.run(go, discard=True)
         except ldap.LDAPError as exc:
             raise to_scim(exc) from exc
+
+    # -- cursor paging positioned by the directory ------------------------------------------
+
+    async def _cursor_in_directory(self, q: Query) -> bool:
+        """Whether this cursor page can be positioned by the directory: an unfiltered list
+        in ascending ``id`` order (no sortBy, or sortBy=id) on OpenLDAP with server-side
+        sort and VLV, and a keyset naming a UUID (an odd keyset is a position the
+        in-memory path handles)."""
+        if self.ad or self.server_sort == "off" or q.filter is not None:
+            return False
+        if q.sort is not None and (q.sort.descending or filterable_key(q.sort.path) != "id"):
+            return False
+        if q.keyset is not None and not _UUID.match(q.keyset.id):
+            return False
+        controls, _ = await self._features()
+        return {SORT_CONTROL, VLV_CONTROL} <= controls
+
+    async def _query_cursor_vlv(
+        self, ctx: OpContext, rtype: ResourceType, tmap: TypeMap, q: Query
+    ) -> Page:
+        """A cursor page (RFC 9865) in entryUUID order, cut by the directory: sort by
+        entryUUID (``UUIDOrderingMatch``: the order of the ids' text) with a VLV request
+        targeted at the keyset's id (``greaterThanOrEqual``), ``count`` entries after it
+        (``next``) or before it (``prev``). The VLV response's target position and content
+        count say whether pages exist before and after, and give the exact total. One
+        search per page, whatever the directory's size (no ``max_scan`` bound)."""
+        count, ks = max(q.count, 0), q.keyset
+        base, oc = self._container(ctx, tmap), self._oc_filter(tmap)
+        prev = ks is not None and ks.direction == "prev"
+        if ks is None:
+            vlv = VLVRequestControl(criticality=True, after_count=count, offset=1, content_count=0)
+        else:
+            vlv = VLVRequestControl(
+                criticality=True,
+                before_count=count if prev else 0,
+                after_count=0 if prev else count,
+                greater_than_or_equal=ks.id.lower(),
+            )
+        keys = [self.id_attr]
+
+        def go(conn: Any) -> Any:
+            try:
+                return self._sorted_search(conn, base, oc, keys, vlv)
+            except ldap.VLV_ERROR as exc:  # e.g. a target the server will not position
+                raise _NoServerSort from exc
+
+        try:
+            found = await self.pool.run(go, discard=True)
+        except ldap.LDAPError as exc:
+            raise to_scim(exc) from exc
+        if found is None:
+            return Page([], 0)
+        entries, resp = found
+        total, target = resp.contentCount, resp.targetPosition
+        rid = ks.id.lower() if ks is not None else ""
+        if ks is None:
+            page, first = entries[:count], 1
+        elif prev:
+            before = [e for e in entries if (self._rid(e[1]) or "") < rid]
+            page = before[len(before) - count :] if count else []
+            first = target - len(page)
+        else:
+            page = [e for e in entries if (self._rid(e[1]) or "") > rid][:count]
+            first = target + sum(1 for e in entries if (self._rid(e[1]) or "") <= rid)
+        resources = await self._resources(ctx, rtype, page, groups=ctx.load_groups)
+
+        def at(r: dict[str, Any], direction: Literal["next", "prev"]) -> Keyset:
+            value = r["id"] if q.sort is not None else None
+            return Keyset(value, str(r["id"]), direction)
+
+        return Page(
+            _trim(ctx, resources),
+            total,
+            next_keyset=at(resources[-1], "next")
+            if page and first + len(page) - 1 < total
+            else None,
+            prev_keyset=at(resources[0], "prev") if page and first > 1 else None,
+        )

@@ -27,8 +27,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 __all__ = [
     "BASE_DN",
@@ -206,8 +207,87 @@ ou: groups
 """
 
 
-class SlapdServer:
+class ChildServer:
+    """A throwaway server run as a child process from a temporary directory ``root``
+    (its output in ``root / log_name``): ``log()`` and ``stop()``."""
+
+    log_name = "server.log"
+    root: Path | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def log(self) -> str:
+        if self.root is None or not (self.root / self.log_name).exists():
+            return ""
+        return (self.root / self.log_name).read_text(errors="replace")[-2000:]
+
+    def wait_until_answering(
+        self,
+        timeout: float,
+        probe: Callable[[], None],
+        unavailable: type[Exception],
+        name: str,
+    ) -> None:
+        """Poll ``probe()`` (an LDAP bind) until it succeeds; ``unavailable`` when the
+        process exits or ``timeout`` passes first."""
+        import ldap  # type: ignore[import-untyped]
+
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise unavailable(f"{name} exited ({self.process.returncode}): {self.log()}")
+            try:
+                probe()
+                return
+            except ldap.LDAPError as exc:
+                last = exc
+                # Polling a starting server: a short back-off between connection attempts.
+                time.sleep(0.05)
+        raise unavailable(f"{name} did not answer within {timeout}s: {last}; {self.log()}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=15)
+            self.process = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+
+S = TypeVar("S", bound=ChildServer)
+
+
+def server_or_report(
+    make: Callable[[], S], unavailable: tuple[type[BaseException], ...], what: str
+) -> Iterator[S]:
+    """Start ``make()``'s server for a pytest fixture and stop it afterwards. When it cannot
+    start (``unavailable``): a failure when ``CI=true`` (a missing service in CI is a
+    failure), else a skip naming what is missing (listed by ``pytest -ra``)."""
+    import pytest
+
+    try:
+        server = make()
+    except unavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{what} is required in CI: {exc}", pytrace=False)
+        pytest.skip(f"{what} not available: {exc}")
+    try:
+        yield server
+    finally:
+        with contextlib.suppress(OSError):
+            server.stop()
+
+
+class SlapdServer(ChildServer):
     """One throwaway slapd: ``start()``, ``fresh_base()`` per test, ``stop()``."""
+
+    log_name = "slapd.log"
 
     def __init__(self, *, sssvlv: bool = True) -> None:
         self.sssvlv = sssvlv
@@ -265,43 +345,15 @@ class SlapdServer:
             raise
 
     def _wait_ready(self, timeout: float) -> None:
-        import ldap  # type: ignore[import-untyped]
+        import ldap
 
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise SlapdUnavailable(f"slapd exited ({self.process.returncode}): {self.log()}")
+        def probe() -> None:
             conn = ldap.initialize(self.url)
             conn.set_option(ldap.OPT_NETWORK_TIMEOUT, 1.0)
-            try:
-                conn.simple_bind_s(ROOT_DN, ROOT_PASSWORD)
-                conn.unbind_s()
-                return
-            except ldap.LDAPError as exc:
-                last = exc
-                # Polling a starting server: a short back-off between connection attempts.
-                time.sleep(0.05)
-        raise SlapdUnavailable(f"slapd did not answer within {timeout}s: {last}; {self.log()}")
+            conn.simple_bind_s(ROOT_DN, ROOT_PASSWORD)
+            conn.unbind_s()
 
-    def log(self) -> str:
-        if self.root is None or not (self.root / "slapd.log").exists():
-            return ""
-        return (self.root / "slapd.log").read_text(errors="replace")[-2000:]
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
-            self.process = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        self.wait_until_answering(timeout, probe, SlapdUnavailable, "slapd")
 
     def add_ldif(self, text: str) -> None:
         """Add entries with ldapadd-like semantics (as the root DN)."""
@@ -333,20 +385,12 @@ class SlapdServer:
 
 
 def _server_or_report(*, sssvlv: bool = True) -> Iterator[SlapdServer]:
-    import pytest
-
-    try:
+    def make() -> SlapdServer:
         server = SlapdServer(sssvlv=sssvlv)
         server.start()
-    except (SlapdUnavailable, ImportError) as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"slapd is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"slapd not available: {exc}")
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(OSError):
-            server.stop()
+        return server
+
+    yield from server_or_report(make, (SlapdUnavailable, ImportError), "slapd")
 
 
 def _make_fixtures() -> tuple[object, object]:

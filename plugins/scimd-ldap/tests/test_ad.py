@@ -1,33 +1,26 @@
-"""Active Directory profile against hand-written AD-shaped responses (``fixtures/ad_recorded.json``)
-replayed through a fake python-ldap connection (``tests/_fake_ad.py``) behind the real
-adapter: objectGUID ids and their filter escaping, userAccountControl for ``active``
-(only ACCOUNTDISABLE changes), ranged ``member`` retrieval, ``unicodePwd`` only over an
-encrypted connection, and AD diagnostic codes -> SCIM errors."""
+"""Active Directory profile against responses recorded from a real AD-compatible server
+(Samba 4 AD DC; ``fixtures/ad/README.md``) and replayed under the real adapter, pool and
+backend (``scimd_ldap.adtesting.Replay``): objectGUID ids and their filter escaping,
+userAccountControl for ``active`` (only ACCOUNTDISABLE changes), ``unicodePwd`` over LDAPS,
+value-level member modifies, ranged ``member`` retrieval and AD's errors -> SCIM errors."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
 
 import ldap  # type: ignore[import-untyped]
 import pytest
-from scimd_ldap.ad import complete_ranges, guid_filter_value, guid_text, unicode_pwd
-from scimd_ldap.backend import LdapBackend
+from scimd_ldap.ad import ad_error, complete_ranges, guid_filter_value, guid_text, unicode_pwd
+from scimd_ldap.adtesting import Replay, decode_value
 
 from scimd import errors
-from scimd.backend import BackendEnv, OpContext, Query
-from scimd.patch import parse_patch_request
-from scimd.query.parse import parse_filter
-from scimd.schema.model import ResourceType, SchemaRegistry
+from scimd.schema.model import SchemaRegistry
 from scimd.testing import build_contract_registry
-from tests._fake_ad import FIXTURE, FakeDirectory
+from tests import _ad_scenarios as sc
 
-CTX = OpContext("default", "test", "req-1")
-BJENSEN = "12345678-1234-7856-9abc-def012345678"
-BIG_GROUP = "3c2d1e0f-5a4b-7869-8796-a5b4c3d2e1f0"
-USERS = "CN=Users,DC=corp,DC=example"
+FIXTURES = Path(__file__).parent / "fixtures" / "ad"
 
 
 @pytest.fixture(scope="module")
@@ -35,374 +28,221 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> SchemaRegistry:
     return build_contract_registry(Path(tmp_path_factory.mktemp("schema")))
 
 
-@pytest.fixture
-def directory() -> FakeDirectory:
-    return FakeDirectory(max_values=3)
+@pytest.fixture(scope="module")
+def fixtures_dir() -> Path:
+    """Where the recordings are (``test_ad_live.py``: recorded from Samba just now)."""
+    return FIXTURES
 
 
-def make_backend(registry: SchemaRegistry, directory: FakeDirectory, **options: Any) -> LdapBackend:
-    opts = {
-        "profile": "ad",
-        "url": "ldaps://dc1.corp.example",
-        "bind_dn": "CN=scimd,CN=Users,DC=corp,DC=example",
-        "bind_password": "x",
-        "base_dn": FIXTURE["base_dn"],
-        "users_container": "CN=Users",
-        "groups_container": "CN=Users",
-        **options,
-    }
-    env = BackendEnv(options=opts, registry=registry, base_dir=Path("."))
-    return LdapBackend(env, initialize=directory.initialize)
+async def replay(
+    registry: SchemaRegistry, directory: Path, name: str
+) -> tuple[Replay, dict[str, Any]]:
+    """Run scenario ``name`` against its recording; every recorded call must be made."""
+    rec = Replay(directory / f"{name}.json")
+    backend = sc.make_backend(registry, rec.recording["base_dn"], rec.initialize)
+    await backend.start()
+    try:
+        out = await sc.SCENARIOS[name](backend, registry)
+    finally:
+        await backend.aclose()
+    assert len(rec.calls) == len(rec.recording["calls"]), "the bridge skipped recorded calls"
+    return rec, out
 
 
-@pytest.fixture
-async def backend(registry: SchemaRegistry, directory: FakeDirectory) -> Any:
-    b = make_backend(registry, directory)
-    await b.start()
-    yield b
-    await b.aclose()
-
-
-def rt(registry: SchemaRegistry, name: str) -> ResourceType:
-    found = registry.resource_type(name)
-    assert found is not None
-    return found
-
-
-def searches(directory: FakeDirectory) -> list[tuple[Any, ...]]:
-    return [c for c in directory.calls if c[0] == "search"]
-
-
-def add_users(directory: FakeDirectory, names: list[str]) -> dict[str, str]:
-    """AD user entries (as the recorded one) for ``names``; returns name -> GUID text."""
-    out = {}
-    for name in names:
-        dn = f"CN={name},{USERS}"
-        raw = os.urandom(16)
-        directory.entries[dn.lower()] = {
-            "objectClass": [b"top", b"person", b"organizationalPerson", b"user"],
-            "objectCategory": [b"CN=Person,CN=Schema,CN=Configuration,DC=corp,DC=example"],
-            "cn": [name.encode()],
-            "sAMAccountName": [name.encode()],
-            "userAccountControl": [b"512"],
-            "objectGUID": [raw],
-            "whenCreated": [b"20261101090000.0Z"],
-            "whenChanged": [b"20261101090000.0Z"],
-        }
-        directory.names[dn.lower()] = dn
-        out[name] = guid_text(raw)
-    return out
+def entry_attrs(rec: Replay, dn_start: str) -> dict[str, Any]:
+    """The first recorded read of the entry whose DN starts with ``dn_start``."""
+    for call in rec.recorded("paged_search"):
+        for dn, attrs in call["result"]["entries"]:
+            if dn.lower().startswith(dn_start.lower()) and "objectGUID" in attrs:
+                return decode_value(attrs)  # type: ignore[no-any-return]
+    raise AssertionError(dn_start)
 
 
 def test_guid_text_form_is_little_endian() -> None:
     raw = bytes.fromhex("78563412341256789abcdef012345678")
-    assert guid_text(raw) == BJENSEN
-    assert guid_filter_value(BJENSEN) == (
-        "\\78\\56\\34\\12\\34\\12\\56\\78\\9a\\bc\\de\\f0\\12\\34\\56\\78"
-    )
+    assert guid_text(raw) == "12345678-1234-7856-9abc-def012345678"
+    assert guid_filter_value(guid_text(raw)) == "".join(f"\\{b:02x}" for b in raw)
     assert guid_filter_value("not-a-guid") is None
 
 
-async def test_get_user_by_object_guid(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    user = await backend.get(CTX, rt(registry, "User"), BJENSEN)
-    assert user["id"] == BJENSEN
-    assert user["userName"] == "bjensen"
-    assert user["name"] == {"givenName": "Barbara", "familyName": "Jensen"}
-    assert user["active"] is True  # 66048 = NORMAL_ACCOUNT | DONT_EXPIRE_PASSWORD
-    assert user["meta"]["created"].startswith("2026-11-01T09:00:00")
-    flt = next(c[3] for c in searches(directory) if "objectGUID=" in c[3])
-    assert "(objectGUID=\\78\\56\\34\\12\\34\\12\\56\\78\\9a\\bc\\de\\f0\\12\\34\\56\\78)" in flt
-    assert "(objectCategory=person)" in flt
-
-
-async def test_unknown_or_malformed_id_is_404(
-    backend: LdapBackend, registry: SchemaRegistry
-) -> None:
-    with pytest.raises(errors.NotFound):
-        await backend.get(CTX, rt(registry, "User"), str(uuid.uuid4()))
-    with pytest.raises(errors.NotFound):
-        await backend.get(CTX, rt(registry, "User"), "*)(objectClass=*")
-
-
-@pytest.mark.parametrize(
-    ("scim", "pushed"),
-    [
-        ('userName eq "bjensen"', "(sAMAccountName=bjensen)"),
-        (f'id eq "{BJENSEN}"', "(objectGUID=\\78\\56\\34\\12"),
-        ('userName sw "bj*"', "(sAMAccountName=bj\\2a*)"),
-    ],
-)
-async def test_filters_push_down(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory, scim: str, pushed: str
-) -> None:
-    users = rt(registry, "User")
-    page = await backend.query(CTX, users, Query(filter=parse_filter(scim, users)))
-    flt = next(c[3] for c in searches(directory) if "objectCategory" in c[3])
-    assert pushed in flt
-    expected = 0 if "bj*" in scim else 1
-    assert page.total_results == expected
-
-
-@pytest.mark.parametrize(("flt", "found"), [("active eq true", 1), ("active eq false", 0)])
-async def test_active_filter_is_checked_on_candidates_not_pushed(
-    backend: LdapBackend,
-    registry: SchemaRegistry,
-    directory: FakeDirectory,
-    flt: str,
-    found: int,
-) -> None:
-    users = rt(registry, "User")
-    page = await backend.query(CTX, users, Query(filter=parse_filter(flt, users)))
-    assert page.total_results == found
-    assert not [c for c in searches(directory) if "userAccountControl" in c[3]]
-
-
-async def test_user_principal_name_as_user_name(
-    registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    b = make_backend(registry, directory, ad_username_attribute="userPrincipalName")
-    users = rt(registry, "User")
-    user = await b.get(CTX, users, BJENSEN)
-    assert user["userName"] == "bjensen@corp.example"
-    page = await b.query(
-        CTX, users, Query(filter=parse_filter('userName eq "bjensen@corp.example"', users))
+async def test_user_lifecycle_on_recorded_ad(registry: SchemaRegistry, fixtures_dir: Path) -> None:
+    rec, out = await replay(registry, fixtures_dir, "users")
+    raw = entry_attrs(rec, "CN=bjensen,")
+    rid = out["created"]["id"]
+    # The SCIM id is the recorded objectGUID in AD's text form (bytes_le).
+    assert rid == guid_text(raw["objectGUID"][0]) == str(uuid.UUID(bytes_le=raw["objectGUID"][0]))
+    assert out["got"]["userName"] == "bjensen"
+    assert out["got"]["name"] == {"givenName": "Barbara", "familyName": "Jensen"}
+    assert out["got"]["emails"] == [{"value": "bjensen@corp.example"}]
+    assert out["got"]["meta"]["created"].startswith(
+        "{}-{}-{}T".format(*(lambda w: (w[:4], w[4:6], w[6:8]))(raw["whenCreated"][0].decode()))
     )
-    assert [r["id"] for r in page.resources] == [BJENSEN]
-    await b.aclose()
+    assert out["by_name"] == [rid]
+    assert out["by_id"] == [rid]
+    pushed = [c["filter"] for c in rec.recorded("paged_search")]
+    assert any(f"(objectGUID={guid_filter_value(rid)})" in f for f in pushed)
+    assert any("(sAMAccountName=bjensen)" in f and "(objectCategory=person)" in f for f in pushed)
+    assert "password" not in out["created"] and "password" not in out["got"]
+    assert out["after_delete"]["status"] == 404
 
 
-async def test_active_flips_only_accountdisable(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
+async def test_active_is_user_account_control_accountdisable(
+    registry: SchemaRegistry, fixtures_dir: Path
 ) -> None:
-    users = rt(registry, "User")
-    ops = parse_patch_request(
-        users,
-        {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "active", "value": False}],
-        },
+    rec, out = await replay(registry, fixtures_dir, "users")
+    (add,) = rec.recorded("add")
+    assert dict(add["modlist"])["userAccountControl"] == ["512"]  # NORMAL_ACCOUNT
+    uac = int(entry_attrs(rec, "CN=bjensen,")["userAccountControl"][0])
+    assert out["got"]["active"] is True
+    assert out["deactivated"]["active"] is False
+    assert out["reactivated"]["active"] is True
+    modifies = rec.recorded("modify")
+    # Deactivate, reactivate: one MOD_REPLACE of the flags with only bit 0x2 changed.
+    assert modifies[0]["mods"] == [[ldap.MOD_REPLACE, "userAccountControl", [str(uac | 2)]]]
+    assert modifies[1]["mods"] == [[ldap.MOD_REPLACE, "userAccountControl", [str(uac)]]]
+    # A PUT without ``active`` leaves the flags alone.
+    assert all(m[1] != "userAccountControl" for m in modifies[2]["mods"])
+    assert out["replaced"]["active"] is True
+    assert out["replaced"]["displayName"] == "Barbara J"
+
+
+async def test_password_is_unicode_pwd_over_ldaps(
+    registry: SchemaRegistry, fixtures_dir: Path
+) -> None:
+    rec, out = await replay(registry, fixtures_dir, "users")
+    (add,) = rec.recorded("add")
+    (pwd,) = dict(add["modlist"])["unicodePwd"]
+    assert bytes.fromhex(pwd["hex"]) == unicode_pwd(sc.PASSWORD)
+    assert bytes.fromhex(pwd["hex"]) == f'"{sc.PASSWORD}"'.encode("utf-16-le")
+    change = rec.recorded("modify")[3]
+    assert change["mods"] == [
+        [ldap.MOD_REPLACE, "unicodePwd", [{"hex": unicode_pwd(sc.NEW_PASSWORD).hex()}]]
+    ]
+    assert "error" not in change  # Samba took it: over LDAPS
+    assert all(c.tls for c in rec.connections)
+    assert all(
+        c.options[ldap.OPT_X_TLS_REQUIRE_CERT] == ldap.OPT_X_TLS_DEMAND for c in rec.connections
     )
-    user = await backend.patch(CTX, users, BJENSEN, ops, if_match=None)
-    assert user["active"] is False
-    (modify,) = [c for c in directory.calls if c[0] == "modify"]
-    # 66048 | ACCOUNTDISABLE: DONT_EXPIRE_PASSWORD (0x10000) survives, nothing else sent.
-    assert modify[2] == [(ldap.MOD_REPLACE, "userAccountControl", [b"66050"])]
-    ops[0] = parse_patch_request(
-        users,
-        {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "active", "value": True}],
-        },
-    )[0]
-    assert (await backend.patch(CTX, users, BJENSEN, ops, if_match=None))["active"] is True
-    assert directory.entries[f"cn=bjensen,{USERS}".lower()]["userAccountControl"] == [b"66048"]
+    assert "password" not in out["password_changed"]
 
 
-async def test_replace_without_active_keeps_account_flags(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
+async def test_recorded_ad_errors_map_to_scim_errors(
+    registry: SchemaRegistry, fixtures_dir: Path
 ) -> None:
-    users = rt(registry, "User")
-    new = {"schemas": [users.schema.id], "userName": "bjensen", "displayName": "Barbara J"}
-    await backend.replace(CTX, users, BJENSEN, new, if_match=None)
-    entry = directory.entries[f"cn=bjensen,{USERS}".lower()]
-    assert entry["userAccountControl"] == [b"66048"]
-    assert entry["displayName"] == [b"Barbara J"]
+    rec, out = await replay(registry, fixtures_dir, "errors")
+    assert out["duplicate"]["status"] == 409
+    assert out["duplicate"]["scimType"] == "uniqueness"
+    assert out["weak_password"]["status"] == 400
+    assert out["weak_password"]["scimType"] == "invalidValue"
+    assert out["unknown"]["status"] == 404
+    assert out["malformed"]["status"] == 404
+    # The malformed id never reached the directory.
+    assert not [c for c in rec.calls if "objectClass=*)(" in str(c.get("filter"))]
+    refused = [c for c in rec.recorded("add") if "error" in c]
+    assert [c["error"]["error"] for c in refused] == ["ALREADY_EXISTS", "CONSTRAINT_VIOLATION"]
+    info = refused[1]["error"]["info"]
+    assert info.startswith("0000052D:")  # ERROR_PASSWORD_RESTRICTION, as AD writes it
+    mapped = ad_error(ldap.CONSTRAINT_VIOLATION({"info": info}))
+    assert isinstance(mapped, errors.InvalidValue)
 
 
-@pytest.mark.parametrize(("active", "uac"), [(True, b"512"), (False, b"514")])
-async def test_create_sets_user_account_control(
-    backend: LdapBackend,
-    registry: SchemaRegistry,
-    directory: FakeDirectory,
-    active: bool,
-    uac: bytes,
+async def test_group_members_are_value_level_modifies(
+    registry: SchemaRegistry, fixtures_dir: Path
 ) -> None:
-    users = rt(registry, "User")
-    created = await backend.create(
-        CTX, users, {"schemas": [users.schema.id], "userName": "newbie", "active": active}
+    rec, out = await replay(registry, fixtures_dir, "groups")
+    ids = out["ids"]
+    assert sorted(m["value"] for m in out["created"]["members"]) == sorted(
+        [ids["alice"], ids["bob"]]
     )
-    assert created["active"] is active
-    (add,) = [c for c in directory.calls if c[0] == "add"]
-    attrs = dict(add[2])
-    assert add[1] == f"cn=newbie,{USERS}"
-    assert attrs["userAccountControl"] == [uac]
-    assert attrs["objectClass"] == [b"top", b"person", b"organizationalPerson", b"user"]
-    assert attrs["sAMAccountName"] == [b"newbie"]
-    assert "scimdAttr" not in attrs  # no shadow on AD
-    assert uuid.UUID(created["id"])
+    assert {m["value"] for m in out["added"]["members"]} == set(ids.values())
+    assert {m["value"] for m in out["removed"]["members"]} == {ids["bob"], ids["carol"]}
+    assert all(m["type"] == "User" for m in out["removed"]["members"])
+    base = rec.recording["base_dn"]
+    add, remove = rec.recorded("modify")
+    assert add["mods"] == [[ldap.MOD_ADD, "member", [f"CN=carol,OU=Users,{base}"]]]
+    assert remove["mods"] == [[ldap.MOD_DELETE, "member", [f"CN=alice,OU=Users,{base}"]]]
+    empty = next(c for c in rec.recorded("add") if c["dn"].startswith("cn=Nobody"))
+    assert "member" not in dict(empty["modlist"])  # an AD group may have no member
+    assert dict(empty["modlist"])["objectClass"] == ["top", "group"]
+    assert "members" not in out["empty"]
+    staff = out["created"]["id"]
+    assert [(g["value"], g["type"]) for g in out["bob"]["groups"]] == [(staff, "direct")]
+    assert "groups" not in out["bob_after"]
 
 
-def test_recorded_range_pages_are_joined() -> None:
-    (group,) = [e for e in FIXTURE["entries"] if "member_pages" in e]
-    pages = {k: [v.encode() for v in vs] for k, vs in group["member_pages"].items()}
+def _range_answers() -> tuple[Replay, dict[str, dict[str, list[bytes]]]]:
+    rec = Replay(FIXTURES / "ranges.json")
+    answers = {c["attrs"][0]: decode_value(c["result"][0][1]) for c in rec.recorded("search")}
+    return rec, answers
+
+
+def test_recorded_range_slices_have_ads_shape() -> None:
+    _, answers = _range_answers()
+    n = sc.RANGE_MEMBERS
+    assert [(k, len(v)) for k, v in answers["member;range=0-1499"].items()] == [
+        ("member;range=0-1499", 1500)
+    ]
+    assert [(k, len(v)) for k, v in answers["member;range=1500-*"].items()] == [
+        ("member;range=1500-*", n - 1500)
+    ]
+    # An upper bound past the end comes back as ``-*``; past the last value, empty.
+    assert list(answers["member;range=1000-2000"]) == ["member;range=1000-*"]
+    assert answers["member;range=1600-*"] == {"member;range=1600-*": []}
+
+
+def test_ranged_member_is_completed_from_recorded_slices() -> None:
+    """AD answers ``member`` over MaxValRange with the first slice: the bridge asks for the
+    next ones on the same entry until the name ends in ``-*``."""
+    rec, answers = _range_answers()
+    group = rec.recorded("search")[0]["base"]
+    conn = rec.initialize("ldaps://127.0.0.1:636")
     asked: list[str] = []
 
     def fetch(wanted: str) -> dict[str, list[bytes]]:
         asked.append(wanted)
-        return {
-            k: v
-            for k, v in pages.items()
-            if k.split("=")[1].split("-")[0] == wanted.split("=")[1].split("-")[0]
-        }
+        res = conn.search_st(group, ldap.SCOPE_BASE, "(objectClass=*)", [wanted])
+        return res[0][1]  # type: ignore[no-any-return]
 
-    first = {"cn": [b"Big Group"], "member;range=0-2": pages["member;range=0-2"], "member": []}
+    first = {"cn": [b"Everyone"], **answers["member;range=0-1499"]}
     out = complete_ranges(fetch, first)
-    assert asked == ["member;range=3-*", "member;range=6-*"]
-    assert len(out["member"]) == 8
-    assert out["member"][-1] == b"CN=u7,CN=Users,DC=corp,DC=example"
-    assert "member;range=0-2" not in out
+    assert asked == ["member;range=1500-*"]
+    assert out["member"] == answers["member"]["member"]  # the whole list, in server order
+    assert len(out["member"]) == sc.RANGE_MEMBERS
+    assert out["cn"] == [b"Everyone"]
+    # Samba itself sends every value to a plain ``member`` request (it does not apply
+    # MaxValRange unasked): nothing to complete then.
+    plain = answers["member"]
+    assert complete_ranges(fetch, plain) == plain
+    assert asked == ["member;range=1500-*"]
 
 
-async def test_group_with_ranged_member_attribute(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    ids = add_users(directory, [f"u{i}" for i in (0, 1, 3, 4, 5, 6, 7)])
-    ids["bjensen"] = BJENSEN
-    group = await backend.get(CTX, rt(registry, "Group"), BIG_GROUP)
-    assert group["displayName"] == "Big Group"
-    assert sorted(m["value"] for m in group["members"]) == sorted(ids.values())
-    ranged = [c[4] for c in searches(directory) if any(";range=" in a for a in c[4])]
-    assert ranged == [("member;range=3-*",), ("member;range=6-*",)]
-
-
-async def test_member_add_on_large_group_sends_only_the_new_member(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    ids = add_users(directory, [f"m{i}" for i in range(7)])
-    groups = rt(registry, "Group")
-    created = await backend.create(
-        CTX,
-        groups,
-        {
-            "schemas": [groups.schema.id],
-            "displayName": "Many",
-            "members": [{"value": ids[f"m{i}"]} for i in range(6)],
-        },
-    )
-    assert len(created["members"]) == 6  # read back through member;range=0-2, 3-5 ...
-    ops = parse_patch_request(
-        groups,
-        {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "add", "path": "members", "value": [{"value": ids["m6"]}]}],
-        },
-    )
-    directory.calls.clear()
-    patched = await backend.patch(CTX, groups, created["id"], ops, if_match=None)
-    assert len(patched["members"]) == 7
-    (modify,) = [c for c in directory.calls if c[0] == "modify"]
-    assert modify[2] == [(ldap.MOD_ADD, "member", [f"CN=m6,{USERS}".encode()])]
-
-
-async def test_empty_group_has_no_member_attribute(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    groups = rt(registry, "Group")
-    created = await backend.create(CTX, groups, {"schemas": [groups.schema.id], "displayName": "E"})
-    (add,) = [c for c in directory.calls if c[0] == "add"]
-    assert "member" not in dict(add[2])
-    assert dict(add[2])["objectClass"] == [b"top", b"group"]
-    assert "members" not in created
-
-
-async def test_password_is_unicode_pwd_over_ldaps(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    users = rt(registry, "User")
-    created = await backend.create(
-        CTX,
-        users,
-        {"schemas": [users.schema.id], "userName": "pw", "active": True, "password": 'Sécr3t"!'},
-    )
-    (add,) = [c for c in directory.calls if c[0] == "add"]
-    attrs = dict(add[2])
-    assert attrs["unicodePwd"] == ['"Sécr3t"!"'.encode("utf-16-le")]
-    assert attrs["unicodePwd"] == [unicode_pwd('Sécr3t"!')]
-    assert add[3] is True  # sent on the TLS connection
-    assert "password" not in created
-    ops = parse_patch_request(
-        users,
-        {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "password", "value": "N3w-one"}],
-        },
-    )
-    await backend.patch(CTX, users, created["id"], ops, if_match=None)
-    modify = [c for c in directory.calls if c[0] == "modify"][-1]
-    assert (ldap.MOD_REPLACE, "unicodePwd", [unicode_pwd("N3w-one")]) in modify[2]
-
-
-async def test_password_refused_without_encryption(
-    registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    b = make_backend(registry, directory, url="ldap://dc1.corp.example")
-    users = rt(registry, "User")
-    with pytest.raises(errors.Forbidden) as info:
-        await b.create(
-            CTX, users, {"schemas": [users.schema.id], "userName": "pw", "password": "x1"}
+def test_bad_profile_is_a_config_error(registry: SchemaRegistry) -> None:
+    rec = Replay(FIXTURES / "errors.json")
+    with pytest.raises(errors.ServiceUnavailable):
+        sc.make_backend(registry, "DC=corp,DC=example", rec.initialize, profile="novell")
+    with pytest.raises(errors.ServiceUnavailable):
+        sc.make_backend(
+            registry, "DC=corp,DC=example", rec.initialize, ad_username_attribute="mail"
         )
-    assert info.value.status == 403
-    assert "encrypted" in info.value.detail
-    assert not [c for c in directory.calls if c[0] == "add"]
-    ops = parse_patch_request(
-        users,
-        {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "password", "value": "x2"}],
-        },
-    )
-    with pytest.raises(errors.Forbidden):
-        await b.patch(CTX, users, BJENSEN, ops, if_match=None)
-    assert not [c for c in directory.calls if c[0] in ("modify", "rename")]
-    await b.aclose()
 
 
-async def test_password_allowed_after_start_tls(
-    registry: SchemaRegistry, directory: FakeDirectory
-) -> None:
-    b = make_backend(registry, directory, url="ldap://dc1.corp.example", start_tls=True)
-    users = rt(registry, "User")
-    await b.create(CTX, users, {"schemas": [users.schema.id], "userName": "pw", "password": "x1"})
-    (add,) = [c for c in directory.calls if c[0] == "add"]
-    assert add[3] is True
-    conn = directory.connections[0]
-    assert conn.options[ldap.OPT_X_TLS_REQUIRE_CERT] == ldap.OPT_X_TLS_DEMAND
-    assert conn.options[ldap.OPT_REFERRALS] == 0
-    await b.aclose()
-
-
-@pytest.mark.parametrize("case", FIXTURE["modify_errors"], ids=lambda c: c["info"][:8])
-async def test_ad_diagnostic_codes_map_to_scim_errors(
-    backend: LdapBackend, registry: SchemaRegistry, directory: FakeDirectory, case: dict[str, Any]
-) -> None:
-    users = rt(registry, "User")
-    exc_class = getattr(ldap, case["result"])
-    directory.fail_next = exc_class(
-        {"result": exc_class.errnum, "desc": "recorded", "info": case["info"], "ctrls": []}
-    )
-    ops = parse_patch_request(
-        users,
-        {
-            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
-            "Operations": [{"op": "replace", "path": "title", "value": "Boss"}],
-        },
-    )
-    with pytest.raises(errors.ScimError) as info:
-        await backend.patch(CTX, users, BJENSEN, ops, if_match=None)
-    assert info.value.status == case["status"]
-    assert info.value.scim_type == case["scimType"]
-
-
-async def test_shadow_is_off_and_no_etag_on_ad(backend: LdapBackend) -> None:
+async def test_shadow_is_off_and_no_etag_on_ad(registry: SchemaRegistry) -> None:
+    rec = Replay(FIXTURES / "errors.json")
+    backend = sc.make_backend(registry, "DC=corp,DC=example", rec.initialize)
     assert backend.shadow is False
     assert backend.capabilities.etag is False
     assert backend.wants_plaintext_password is True
 
 
-def test_bad_profile_is_a_config_error(registry: SchemaRegistry, directory: FakeDirectory) -> None:
-    with pytest.raises(errors.ServiceUnavailable):
-        make_backend(registry, directory, profile="novell")
-    with pytest.raises(errors.ServiceUnavailable):
-        make_backend(registry, directory, ad_username_attribute="mail")
+async def test_password_refused_without_encryption(registry: SchemaRegistry) -> None:
+    """Over plain ldap:// the password is refused (403) before anything reaches AD."""
+    rec = Replay(FIXTURES / "errors.json")
+    backend = sc.make_backend(registry, "DC=corp,DC=example", rec.initialize, url="ldap://dc1")
+    users = sc.rt(registry, "User")
+    with pytest.raises(errors.Forbidden) as info:
+        await backend.create(
+            sc.CTX, users, {"schemas": [users.schema.id], "userName": "pw", "password": "x1"}
+        )
+    assert "encrypted" in info.value.detail
+    assert rec.calls == []
+    await backend.aclose()
