@@ -355,6 +355,14 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "The normalised primary email of a User is unique per tenant, whether SCIM or a JIT "
         "login created the user; a write that would duplicate it is 409 uniqueness.",
     ),
+    _spec(
+        "scim",
+        "advertise_pagination",
+        "bool",
+        True,
+        "Include the RFC 9865 pagination block in /ServiceProviderConfig. Turn off for "
+        "clients whose SCIM library rejects it (scim2-models before 0.10, as in Canaille 0.3).",
+    ),
     # [bulk]
     _spec("bulk", "enabled", "bool", True, "Serve POST /Bulk (RFC 7644 3.7)."),
     _spec(

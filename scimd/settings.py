@@ -96,6 +96,8 @@ class ScimSettings:
     of a filter."""
     unique_email: bool = True
     """The normalised primary email of a User is unique per tenant (SCIM and JIT)."""
+    advertise_pagination: bool = True
+    """Include the RFC 9865 ``pagination`` block in /ServiceProviderConfig."""
 
 
 @dataclass(frozen=True, slots=True)

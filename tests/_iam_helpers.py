@@ -1,37 +1,58 @@
 """Helpers for end-to-end tests against a real OIDC provider: ``pytest-iam`` (Canaille)
-runs in a thread on loopback; these helpers create its users and clients and drive a real
-authorization-code login over HTTP (authorize -> code -> token endpoint -> id_token)."""
+runs in a thread on loopback; these helpers create its users and clients, drive a real
+authorization-code login over HTTP (authorize -> code -> token endpoint -> id_token), hand
+the id_token to scimd's JIT hook, and make Canaille push its users and groups to scimd with
+its own SCIM client (``canaille.scim.client``: scim2-client's SyncSCIMClient over httpx).
+
+The fixtures here (``iam_configuration``, ``http``, ``rp``) are imported by the test
+modules that use them (as ``*_fixture``: the fixture name is set by ``name=``)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import datetime
+import gc
+import logging
 import secrets
 import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import aiohttp
+import pytest
 
 from scimd.jit.config import JitCaller, JitIdp
 from scimd.settings import JitSettings, Settings
-from tests._http_helpers import Scim, make_settings
+from tests._http_helpers import BASE, AiohttpClient, make_settings
+from tests._jit_helpers import JitApp, make_jit_app
 
 __all__ = [
     "CALLER_SECRET",
+    "CanaillePush",
     "IamClient",
     "OidcLogin",
     "authorization_code_login",
     "discover",
+    "hook",
+    "http_fixture",
+    "iam_configuration_fixture",
     "iam_idp",
     "iam_jit_settings",
+    "jit_for",
+    "login_via_hook",
     "make_iam_client",
     "make_iam_user",
-    "push_like_canaille",
+    "new_user",
     "remove_iam_client",
+    "rp_fixture",
     "save_iam",
+    "scim_users",
+    "without_pagination",
 ]
 
 CALLER_SECRET = "whsec_" + base64.b64encode(b"e2e-oidc-caller-secret-32-bytes!").decode()
@@ -101,39 +122,6 @@ def make_iam_client(
     return IamClient(client_id, secret, redirect_uri, model)
 
 
-async def push_like_canaille(scim: Scim, user: Any) -> dict[str, Any]:
-    """Push a provider user to scimd over SCIM as Canaille's SCIM client does
-    (``canaille.scim.client.execute_scim_user_action``): look it up by
-    ``externalId eq "<canaille id>"``, then POST it, or PUT it over the user found."""
-    flt = quote(f'externalId eq "{user.id}"')
-    status, found = await scim.call("GET", f"/Users?filter={flt}")
-    assert status == 200, found
-    body: dict[str, Any] = {
-        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user.user_name,
-        "externalId": user.id,
-        "name": {
-            "givenName": user.given_name,
-            "familyName": user.family_name,
-            "formatted": user.formatted_name,
-        },
-        "displayName": user.formatted_name,
-        "emails": [
-            {"value": email, "primary": index == 0} for index, email in enumerate(user.emails)
-        ],
-        "active": True,
-    }
-    if found["totalResults"]:
-        rid = found["Resources"][0]["id"]
-        status, doc = await scim.call("PUT", f"/Users/{rid}", json={**body, "id": rid})
-        assert status == 200, doc
-    else:
-        status, doc = await scim.call("POST", "/Users", json=body)
-        assert status == 201, doc
-    result: dict[str, Any] = doc
-    return result
-
-
 def remove_iam_client(iam_server: Any, client: IamClient) -> None:
     """Delete a client and its consents (so later user saves push nowhere)."""
     with iam_server.app.app_context():
@@ -200,13 +188,13 @@ async def authorization_code_login(
     return OidcLogin(tokens["id_token"], nonce, tokens)
 
 
-def iam_idp(meta: dict[str, Any], iam_server: Any, client: IamClient, **kw: Any) -> JitIdp:
+def iam_idp(meta: dict[str, Any], client_id: str, **kw: Any) -> JitIdp:
     """The scimd IdP entry for the provider: issuer from discovery, keys from its real
     ``jwks_uri`` (http on loopback)."""
     base: dict[str, Any] = {
         "id": "iam",
         "issuer": meta["issuer"],
-        "audiences": (client.client_id,),
+        "audiences": (client_id,),
         "jwks_uri": meta["jwks_uri"],
         "algorithms": ("RS256",),
         "trust_email": True,
@@ -220,10 +208,200 @@ def iam_idp(meta: dict[str, Any], iam_server: Any, client: IamClient, **kw: Any)
     return JitIdp(**base)
 
 
-def iam_jit_settings(tmp_path: Path, idp: JitIdp) -> Settings:
+def iam_jit_settings(tmp_path: Path, idp: JitIdp, **sections: Any) -> Settings:
     caller = JitCaller(id="rp", auth="hmac", secret=CALLER_SECRET, allowed_idps=(idp.id,))
-    settings = make_settings(tmp_path)
+    settings = make_settings(tmp_path, **sections)
     return dataclasses.replace(
         settings,
         jit=JitSettings(enabled=True, options={"callers": (caller,), "idp": (idp,)}),
     )
+
+
+# ------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session", name="iam_configuration")
+def iam_configuration_fixture(iam_configuration: dict[str, Any]) -> dict[str, Any]:
+    """pytest-iam's configuration, plus ``sub`` = the Canaille user id (what its SCIM
+    client sends as ``externalId``): the stable key, not the renamable user name.
+    ``CANAILLE_SCIM``: the SCIM server's routes exist (Canaille's push builds each user's
+    ``meta.location`` from them); its client stays off, a test connects its signal handlers
+    around the saves it means to push (:class:`CanaillePush`)."""
+    conf = dict(iam_configuration)
+    oidc = dict(conf["CANAILLE_OIDC"])
+    oidc["USERINFO_MAPPING"] = {"SUB": "{{ user.id }}"}
+    conf["CANAILLE_OIDC"] = oidc
+    conf["CANAILLE_SCIM"] = {"ENABLE_SERVER": True, "ENABLE_CLIENT": False}
+    return conf
+
+
+@pytest.fixture(name="http")
+async def http_fixture() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        yield session
+
+
+@pytest.fixture(name="rp")
+def rp_fixture(iam_server: Any) -> Iterator[IamClient]:
+    client = make_iam_client(iam_server)
+    yield client
+    remove_iam_client(iam_server, client)
+
+
+# ------------------------------------------------------------------ logins through the hook
+
+
+def new_user(iam_server: Any, email: str = "") -> Any:
+    tag = uuid.uuid4().hex[:8]
+    return make_iam_user(
+        iam_server,
+        user_name=f"ann-{tag}",
+        given_name="Ann",
+        family_name="Smith",
+        formatted_name="Ann Smith",
+        emails=[email or f"Ann.{tag}@Example.com"],
+        password="correct horse battery staple",
+    )
+
+
+async def jit_for(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    http: aiohttp.ClientSession,
+    iam_server: Any,
+    client_id: str,
+    *,
+    settings: Callable[[Settings], Settings] | None = None,
+    **idp: Any,
+) -> JitApp:
+    """scimd on loopback with the JIT hook trusting the provider's tokens for ``client_id``
+    (``settings`` amends the settings)."""
+    meta = await discover(http, iam_server)
+    built = iam_jit_settings(tmp_path, iam_idp(meta, client_id, **idp))
+    return await make_jit_app(aiohttp_client, tmp_path, settings(built) if settings else built)
+
+
+async def hook(jit: JitApp, id_token: str, nonce: str) -> tuple[int, Any]:
+    """What the application's SSO callback does: hand the id_token to the JIT hook."""
+    body = {"idp": "iam", "protocol": "oidc", "id_token": id_token, "nonce": nonce}
+    status, doc, _h = await jit.post(body, secret=CALLER_SECRET)
+    return status, doc
+
+
+async def login_via_hook(
+    jit: JitApp, http: aiohttp.ClientSession, iam_server: Any, client: IamClient, user: Any
+) -> tuple[int, Any]:
+    """A real login of ``user`` at the provider, its id_token handed to the hook."""
+    login = await authorization_code_login(http, iam_server, client, user)
+    return await hook(jit, login.id_token, login.nonce)
+
+
+async def scim_users(jit: JitApp, filt: str = "") -> list[dict[str, Any]]:
+    status, body = await jit.scim.call("GET", "/Users" + (f"?filter={filt}" if filt else ""))
+    assert status == 200
+    return list(body["Resources"]) if body["totalResults"] else []
+
+
+# ---------------------------------------------------------------- Canaille's own SCIM push
+
+
+def without_pagination(settings: Settings) -> Settings:
+    """``scim.advertise_pagination = false``: Canaille 0.3's scim2-models (< 0.10) rejects
+    the RFC 9865 ``pagination`` block of /ServiceProviderConfig (docs/interop.md)."""
+    return dataclasses.replace(
+        settings, scim=dataclasses.replace(settings.scim, advertise_pagination=False)
+    )
+
+
+class CanaillePush:
+    """Canaille provisioning into scimd with its own code path.
+
+    The SCIM target is a Canaille client whose ``client_uri`` is scimd's SCIM base URL; the
+    bearer Canaille presents is its own client token (``models.Token``, no subject), which
+    ``canaille.scim.client.get_or_create_token`` finds: it is seeded with a token scimd
+    issued. :meth:`save` and :meth:`delete` run Canaille's backend save/delete with its SCIM
+    signal handlers connected (``setup_scim_client``), in a thread because the push is
+    synchronous httpx and scimd serves on this event loop; dramatiq's eager broker (no
+    broker URL) runs ``execute_scim_user_action`` inline. Canaille logs and swallows a failed
+    push, so its messages are collected and a test asserts there are none.
+
+    Users log in through another client (the ``rp`` fixture): Canaille's memory backend
+    (pytest-iam's) answers ``query(Token, client=c, subject=None)`` with every token of the
+    client (attribute filters are OR-ed, ``None`` ignored), so after a login through the
+    pushing client its SCIM push could present that user's access token instead."""
+
+    def __init__(self, iam_server: Any, jit: JitApp, client: IamClient) -> None:
+        self.iam = iam_server
+        self.jit = jit
+        self.client = client
+        self.messages: list[str] = []
+
+    @classmethod
+    async def connect(cls, iam_server: Any, jit: JitApp) -> CanaillePush:
+        url = str(jit.client.make_url(BASE))
+        client = make_iam_client(iam_server, client_uri=url)
+        token = await jit.scim.new_token()
+        with iam_server.app.app_context():
+            iam_server.backend.save(
+                iam_server.models.Token(
+                    token_id=secrets.token_urlsafe(24),
+                    access_token=token,
+                    refresh_token=secrets.token_urlsafe(24),
+                    subject=None,
+                    audience=[client.model],
+                    client=client.model,
+                    scope=["openid", "profile"],
+                    issue_date=datetime.datetime.now(datetime.UTC),
+                    lifetime=3600,
+                )
+            )
+        return cls(iam_server, jit, client)
+
+    def close(self) -> None:
+        remove_iam_client(self.iam, self.client)
+
+    def consent(self, user: Any) -> None:
+        """Canaille pushes a user to the clients the user consented to."""
+        self.iam.consent(user, self.client.model)
+
+    async def save(self, obj: Any, **changes: Any) -> None:
+        await self._run(lambda backend: (backend.update(obj, **changes), backend.save(obj)))
+
+    async def delete(self, obj: Any) -> None:
+        await self._run(lambda backend: backend.delete(obj))
+
+    async def _run(self, action: Callable[[Any], object]) -> None:
+        from canaille.scim.client import (  # type: ignore[import-untyped]
+            setup_scim_client,
+            teardown_scim_client,
+        )
+
+        def work() -> None:
+            logger = self.iam.app.logger
+            handler = _Collect(self.messages)
+            logger.addHandler(handler)
+            try:
+                with self.iam.app.app_context():
+                    setup_scim_client()
+                    try:
+                        action(self.iam.backend)
+                    finally:
+                        teardown_scim_client()
+            finally:
+                logger.removeHandler(handler)
+
+        await asyncio.to_thread(work)
+        # initiate_scim_client never closes the httpx.Client it opens for each push: collect
+        # it here, its socket's ResourceWarning expected, not later in another test.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
+            gc.collect()
+
+
+class _Collect(logging.Handler):
+    def __init__(self, into: list[str]) -> None:
+        super().__init__(logging.INFO)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())

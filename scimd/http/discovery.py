@@ -4,7 +4,8 @@
 The documents are the registry's own JSON (schemas are data), so what ``/Schemas`` serves
 is exactly what validation, projection and filtering use. ``/ServiceProviderConfig`` is
 generated from the settings and the backend's capabilities (RFC 9865 ``pagination`` block
-included). Only GET is routed: any other method is a 405 before a body is read.
+included unless ``scim.advertise_pagination`` is off). Only GET is routed: any other
+method is a 405 before a body is read.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ def service_provider_config(runtime: Runtime) -> dict[str, Any]:
     s = runtime.settings
     caps = runtime.backend.capabilities
     max_results = min(s.scim.max_results, caps.max_results)
+    pagination = {
+        "cursor": caps.cursor,
+        "index": caps.index_paging,
+        "defaultPaginationMethod": "index" if caps.index_paging else "cursor",
+        "defaultPageSize": min(s.scim.default_count, max_results),
+        "maxPageSize": max_results,
+        "cursorTimeout": int(s.scim.cursor_ttl),
+    }
     return {
         "schemas": [SPC_SCHEMA],
         "documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
@@ -60,14 +69,7 @@ def service_provider_config(runtime: Runtime) -> dict[str, Any]:
                 "primary": True,
             }
         ],
-        "pagination": {
-            "cursor": caps.cursor,
-            "index": caps.index_paging,
-            "defaultPaginationMethod": "index" if caps.index_paging else "cursor",
-            "defaultPageSize": min(s.scim.default_count, max_results),
-            "maxPageSize": max_results,
-            "cursorTimeout": int(s.scim.cursor_ttl),
-        },
+        **({"pagination": pagination} if s.scim.advertise_pagination else {}),
         "meta": {"resourceType": "ServiceProviderConfig"},
     }
 
