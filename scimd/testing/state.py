@@ -20,9 +20,11 @@ tokens (secret shown once, only a hash kept, constant-time verification, revocat
 scopes), provisioning events (filters, order, limit, idempotent recording, retention),
 server secrets (the cursor signing key: created once, the same for every process) and, for
 stores that implement ``JitStateStore``, identity links, tombstones and the replay and
-idempotency caches. "Another process" is a second store instance built by the same factory
+idempotency caches, and for stores that implement ``EmailMarkStore`` the JIT email marks.
+"Another process" is a second store instance built by the same factory
 with the same settings. A store that does not implement ``JitStateStore`` gets the JIT
-tests skipped with a reason saying so (the JIT hook then answers 503); nothing else skips.
+tests skipped with a reason saying so (the JIT hook then answers 503), one without
+``EmailMarkStore`` the email mark tests; nothing else skips.
 """
 
 from __future__ import annotations
@@ -41,13 +43,24 @@ import pytest_asyncio
 from scimd.errors import ScimError
 from scimd.hookspecs import StateStoreFactory
 from scimd.settings import EventSettings, Settings
-from scimd.state.base import Event, IdempotencyRecord, JitStateStore, StateStore
+from scimd.state.base import (
+    EmailMarkStore,
+    Event,
+    IdempotencyRecord,
+    JitStateStore,
+    RateLimitStore,
+    StateStore,
+)
 
 __all__ = [
+    "EMAIL_MARKS_ABSENT_REASON",
     "JIT_ABSENT_REASON",
+    "RATE_LIMIT_ABSENT_REASON",
+    "EmailMarkContract",
     "EventContract",
     "JitStateContract",
     "OpenStateStore",
+    "RateLimitContract",
     "SecretContract",
     "StateStoreBase",
     "StateStoreContract",
@@ -57,6 +70,18 @@ __all__ = [
 
 #: The skip reason of the JIT tests on a store that does not implement ``JitStateStore``.
 JIT_ABSENT_REASON = "state store does not implement JitStateStore (the JIT hook answers 503)"
+
+#: The skip reason of the rate-limit tests on a store without ``RateLimitStore``.
+RATE_LIMIT_ABSENT_REASON = (
+    "state store does not implement RateLimitStore (the JIT hook keeps its token buckets in"
+    " each process instead)"
+)
+
+#: The skip reason of the email mark tests on a store without ``EmailMarkStore``.
+EMAIL_MARKS_ABSENT_REASON = (
+    "state store does not implement EmailMarkStore (the JIT hook keeps the marks among its"
+    " idempotency records instead)"
+)
 
 
 class OpenStateStore:
@@ -480,6 +505,109 @@ class JitStateContract(StateStoreBase):
         assert await jit_store.find_tombstone("t", ["email:ab", "email:x"]) is None
 
 
-class StateStoreContract(TokenContract, EventContract, SecretContract, JitStateContract):
+class EmailMarkContract(StateStoreBase):
+    """``EmailMarkStore``: emails a JIT email change gave a user, unverified for
+    link-by-email until the user is deleted (JIT.md "A JIT email change marks the email
+    unverified")."""
+
+    @pytest.fixture
+    def mark_store(self, state_store: StateStore) -> EmailMarkStore:
+        """The store as an ``EmailMarkStore``; skips (naming why) when it is not one."""
+        if not isinstance(state_store, EmailMarkStore):
+            pytest.skip(EMAIL_MARKS_ABSENT_REASON)
+        return state_store
+
+    async def test_marks_are_per_tenant_user_and_address(self, mark_store: EmailMarkStore) -> None:
+        assert await mark_store.email_unverified("t", "u1", "a@example.com") is False
+        await mark_store.mark_email_unverified("t", "u1", "a@example.com")
+        await mark_store.mark_email_unverified("t", "u1", "a@example.com")  # harmless twice
+        assert await mark_store.email_unverified("t", "u1", "a@example.com") is True
+        assert await mark_store.email_unverified("t", "u2", "a@example.com") is False
+        assert await mark_store.email_unverified("other", "u1", "a@example.com") is False
+        assert await mark_store.email_unverified("t", "u1", "b@example.com") is False
+
+    async def test_clearing_forgets_every_mark_of_that_user_only(
+        self, mark_store: EmailMarkStore
+    ) -> None:
+        for email in ("a@example.com", "b@example.com"):
+            await mark_store.mark_email_unverified("t", "u1", email)
+        await mark_store.mark_email_unverified("t", "u2", "a@example.com")
+        await mark_store.mark_email_unverified("other", "u1", "a@example.com")
+        await mark_store.clear_email_marks("t", "u1")
+        assert await mark_store.email_unverified("t", "u1", "a@example.com") is False
+        assert await mark_store.email_unverified("t", "u1", "b@example.com") is False
+        assert await mark_store.email_unverified("t", "u2", "a@example.com") is True
+        assert await mark_store.email_unverified("other", "u1", "a@example.com") is True
+
+    async def test_marks_are_seen_by_another_process(
+        self, mark_store: EmailMarkStore, open_state_store: OpenStateStore
+    ) -> None:
+        await mark_store.mark_email_unverified("t", "u1", "a@example.com")
+        other = await open_state_store()
+        assert isinstance(other, EmailMarkStore)
+        assert await other.email_unverified("t", "u1", "a@example.com") is True
+        await other.clear_email_marks("t", "u1")
+        assert await mark_store.email_unverified("t", "u1", "a@example.com") is False
+
+
+class RateLimitContract(StateStoreBase):
+    """``RateLimitStore``: the JIT hook's token buckets, shared by every process on the
+    store so that N workers together allow ``jit.rate_limit``, not N times it."""
+
+    @pytest.fixture
+    def rate_store(self, state_store: StateStore) -> RateLimitStore:
+        """The store as a ``RateLimitStore``; skips (naming why) when it is not one."""
+        if not isinstance(state_store, RateLimitStore):
+            pytest.skip(RATE_LIMIT_ABSENT_REASON)
+        return state_store
+
+    async def test_a_bucket_bursts_then_refills_at_the_rate(
+        self, rate_store: RateLimitStore
+    ) -> None:
+        now = 1000.0
+        takes = [await rate_store.take_rate_token("caller:gw", 0.5, 2, now) for _ in range(3)]
+        assert takes[:2] == [0.0, 0.0]
+        assert takes[2] == pytest.approx(2.0)  # one token every 1/rate seconds
+        assert await rate_store.take_rate_token("caller:other", 0.5, 2, now) == 0.0  # per key
+        assert await rate_store.take_rate_token("caller:gw", 0.5, 2, now + 2.0) == 0.0
+        assert await rate_store.take_rate_token("caller:gw", 0.5, 2, now + 2.0) > 0
+        # Never more than the burst, however long it was idle.
+        later = now + 10_000
+        waits = [await rate_store.take_rate_token("caller:gw", 0.5, 2, later) for _ in range(3)]
+        assert waits[:2] == [0.0, 0.0] and waits[2] > 0
+
+    async def test_a_refund_gives_back_one_token_up_to_the_burst(
+        self, rate_store: RateLimitStore
+    ) -> None:
+        now = 1000.0
+        for _ in range(2):
+            assert await rate_store.take_rate_token("idp:okta", 0.001, 2, now) == 0.0
+        assert await rate_store.take_rate_token("idp:okta", 0.001, 2, now) > 0
+        for _ in range(3):
+            await rate_store.refund_rate_token("idp:okta", 2)
+        waits = [await rate_store.take_rate_token("idp:okta", 0.001, 2, now) for _ in range(3)]
+        assert [w == 0.0 for w in waits] == [True, True, False]
+
+    async def test_buckets_are_shared_with_another_process(
+        self, rate_store: RateLimitStore, open_state_store: OpenStateStore
+    ) -> None:
+        other = await open_state_store()
+        assert isinstance(other, RateLimitStore)
+        now = 1000.0
+        # Many takers at once across both processes: exactly the burst gets through.
+        waits = await asyncio.gather(
+            *(s.take_rate_token("caller:shared", 0.001, 5, now) for s in (rate_store, other) * 8)
+        )
+        assert sum(1 for w in waits if w == 0.0) == 5
+
+
+class StateStoreContract(
+    TokenContract,
+    EventContract,
+    SecretContract,
+    JitStateContract,
+    EmailMarkContract,
+    RateLimitContract,
+):
     """The whole state store contract. Subclass it as ``Test<YourStore>StateContract`` and
     override the ``state_store_factory`` and ``state_settings`` fixtures."""
