@@ -32,6 +32,9 @@ resumes it: what is already stored is skipped.
 another stored user's (one set-based ``import_email_owners(ctx, rtype, values)`` query
 per batch when the backend has it, else ``emails.value eq`` queries) or an earlier line's
 of the batch is a per-line error; a stored user with the same userName is the same user.
+A backend may offer ``import_bulk(records, force)``: an async context manager around the
+whole load whose value says whether its bulk mode is on (PostgreSQL: secondary indexes
+dropped and rebuilt after the load; ``--bulk/--no-bulk``, default decided by the backend).
 Each batch emits one ``scim.<type>.imported`` event (file, line range, counts, created
 ids) through the ``EventEmitter`` given.
 """
@@ -39,6 +42,7 @@ ids) through the ``EventEmitter`` given.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import multiprocessing
 import os
@@ -484,6 +488,7 @@ async def import_file(
     events: EventEmitter | None = None,
     unique_email: bool = True,
     workers: int | None = None,
+    bulk: bool | None = None,
 ) -> ImportStats:
     """Import ``path`` into ``backend`` (started) for ``tenant``; see the module doc.
 
@@ -491,6 +496,9 @@ async def import_file(
     :param unique_email: apply ``scim.unique_email`` to the Users.
     :param workers: processes normalising Users; None: one per CPU for files of
         ``POOL_THRESHOLD`` lines or more, else none (0 or 1: in this process).
+    :param bulk: the backend's bulk mode (``import_bulk(records, bulk)``, e.g. secondary
+        indexes dropped during the load and rebuilt after it): True/False to force it,
+        None to let the backend decide from the size of the file.
     """
     err = errors if errors is not None else sys.stderr
     ctx = OpContext(
@@ -543,7 +551,7 @@ async def import_file(
             done.set_result(_prepare_with(local, items))
             in_flight.append(done)
 
-    try:
+    async def load() -> None:
         pending: list[tuple[int, Any]] = []
         for number, body in read_lines(path, fmt):
             imp.stats.lines += 1
@@ -567,6 +575,16 @@ async def import_file(
         if pending:
             submit(pending)
         await drain(0)
+
+    bulk_mode = getattr(backend, "import_bulk", None)
+    mode: Any = bulk_mode(total, bulk) if bulk_mode is not None else contextlib.nullcontext(False)
+    try:
+        async with mode as on:
+            if on and bar.enabled:
+                sys.stderr.write("import: bulk mode (secondary indexes rebuilt at the end)\n")
+            await load()
+            if on and bar.enabled:
+                sys.stderr.write("import: rebuilding indexes\n")
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)

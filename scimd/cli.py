@@ -9,6 +9,7 @@
     scimd check-config [-c FILE]
     scimd migrate      [-c FILE]
     scimd import       [-c FILE] [--tenant T] [--format jsonl|csv] [--batch N] [--workers N]
+                       [--bulk/--no-bulk]
                        [--progress] FILE
     scimd show-config  [-c FILE] [--sample]
     scimd plugins      [-c FILE]
@@ -329,6 +330,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     ),
                     unique_email=settings.scim.unique_email,
                     workers=args.workers,
+                    bulk=args.bulk,
                 )
             finally:
                 await state.aclose()
@@ -515,6 +517,12 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="progress on stderr (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--bulk",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the backend's bulk mode: indexes rebuilt after the load (default: for big files)",
     )
     p.set_defaults(func=cmd_import)
     p = sub.add_parser("show-config", parents=[config], help="effective configuration with origins")

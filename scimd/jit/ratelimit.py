@@ -26,9 +26,7 @@ _MAX_KEYS = 10_000
 class RateLimiter:
     """Token buckets by key (``("caller", id)``, ``("idp", id)``)."""
 
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.time) -> None:
         self.rate = rate
         self.burst = max(1, burst)
         self.clock = clock

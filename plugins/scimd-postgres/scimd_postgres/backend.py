@@ -11,6 +11,10 @@ Layout (``migrations/0001_initial.sql``):
   rewritten with the resource; ``uniq`` rows carry the partial UNIQUE index that enforces
   ``uniqueness: server|global`` per tenant and resource type (userName is casefolded).
 * ``scimd_members``: Group membership as a relation.
+* ``scimd_unique_keys``: the derived unique keys of ``scimd.store.unique_keys`` (the
+  normalised primary email of a User), written in the resource's write transaction; the
+  partial unique index ``WHERE NOT shared`` makes a second holder a 409 even when two
+  processes race (``migrations/0005_unique_keys.sql``).
 
 Writes run in READ COMMITTED transactions that lock the resource row first
 (``SELECT ... FOR UPDATE``), so the If-Match check and the write are atomic and concurrent
@@ -53,7 +57,8 @@ from scimd.query.ast import Filter
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
 from scimd.store.sql import Relations, extract_values, fold, path_key
 from scimd.store.sqlite import etag_matches
-from scimd_postgres.bulk import Encoded, RowEncoder, number, stamp
+from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
+from scimd_postgres.bulk import BulkMode, Encoded, RowEncoder, number, stamp
 from scimd_postgres.compiler import PREFIX, PgFilterCompiler, sort_expr
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
@@ -97,6 +102,40 @@ _INSERT_MEMBERS = (
     " AS t(v, mt, mtf, d, df) ON CONFLICT DO NOTHING"
 )
 
+
+# Derived unique keys (scimd.store.unique_keys). A new key is inserted owned (outside the
+# unique index only when shared) in one statement with its existence check: when another
+# resource of the tenant already holds it, an enforced key inserts nothing (a 409) and an
+# unenforced one is stored shared; a racing owner is a unique violation (enforced) or a
+# conflict turned into a shared row (unenforced).
+_KEY_HELD = (
+    "EXISTS (SELECT 1 FROM scimd_unique_keys u WHERE u.tenant = $2 AND u.kind = $3"
+    " AND u.key = $4 AND u.pk <> $1)"
+)
+_INSERT_KEY_ENFORCED = (
+    "INSERT INTO scimd_unique_keys (pk, tenant, kind, key, shared)"
+    f" SELECT $1, $2, $3, $4, false WHERE NOT {_KEY_HELD}"
+)
+_INSERT_KEY_FREE = (
+    "INSERT INTO scimd_unique_keys (pk, tenant, kind, key, shared)"
+    f" SELECT $1, $2, $3, $4, {_KEY_HELD}"
+    " ON CONFLICT (tenant, kind, key) WHERE NOT shared DO NOTHING"
+)
+_INSERT_KEY_SHARED = (
+    "INSERT INTO scimd_unique_keys (pk, tenant, kind, key, shared) VALUES ($1, $2, $3, $4, true)"
+)
+_INSERT_KEYS_BULK = (
+    "INSERT INTO scimd_unique_keys (pk, tenant, kind, key, shared)"
+    " SELECT t.pk, $1, t.kind, t.key,"
+    " row_number() OVER (PARTITION BY t.kind, t.key ORDER BY t.pk) > 1"
+    " OR EXISTS (SELECT 1 FROM scimd_unique_keys u WHERE u.tenant = $1 AND u.kind = t.kind"
+    " AND u.key = t.key)"
+    " FROM unnest($2::bigint[], $3::text[], $4::text[]) AS t(pk, kind, key)"
+)
+BACKFILL_TASK = "unique_keys_backfill"
+"""The ``scimd_pending_tasks`` row migration 0005 leaves for ``backfill_unique_keys``."""
+_BACKFILL_LOCK = 0x5C1D_0000_0005
+_BACKFILL_BATCH = 5000
 
 _now = stamp
 
@@ -183,7 +222,9 @@ class PostgresBackend:
         self.registry = env.registry
         scim = getattr(env.settings, "scim", None)
         self.allow_dangling = bool(getattr(scim, "allow_dangling_members", False))
-        self.capabilities = Capabilities(max_results=int(getattr(scim, "max_results", 1000)))
+        self.capabilities = Capabilities(
+            max_results=int(getattr(scim, "max_results", 1000)), unique_keys=frozenset({EMAIL})
+        )
         schema_settings = getattr(env.settings, "schema", None)
         unknown = getattr(schema_settings, "unknown_attributes", "error")
         self._unknown: Literal["error", "ignore"] = "ignore" if unknown == "ignore" else "error"
@@ -218,6 +259,7 @@ class PostgresBackend:
                         f"the PostgreSQL layout is at version {version}, this scimd-postgres "
                         f"needs {len(MIGRATIONS)}: run `scimd migrate`"
                     )
+                await self.backfill_unique_keys(conn)
                 keys = sorted({path_key(d) for d in _all_defs(self.registry)})
                 await conn.execute(
                     "INSERT INTO scimd_attr_paths (key) SELECT unnest($1::text[])"
@@ -237,9 +279,38 @@ class PostgresBackend:
         except DRIVER_ERRORS as exc:
             raise ServiceUnavailable(f"Cannot connect to PostgreSQL: {exc}") from exc
         try:
-            return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
+            done = [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
+            await self.backfill_unique_keys(conn)
+            return done
         finally:
             await conn.close()
+
+    async def backfill_unique_keys(self, conn: asyncpg.Connection) -> int | None:
+        """Fill ``scimd_unique_keys`` for the stored resources when migration 0005 asked for
+        it (run by ``scimd migrate`` and at start; once, under an advisory lock, in one
+        transaction). In ``pk`` order the oldest holder of a key owns it and the later ones
+        share it (legacy duplicates stay editable). Returns the number of shared keys, or
+        None when there was nothing to do."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BACKFILL_LOCK)
+            pending = await conn.fetchval(
+                "SELECT 1 FROM scimd_pending_tasks WHERE name = $1", BACKFILL_TASK
+            )
+            if pending is None:
+                return None
+            await conn.execute("DELETE FROM scimd_unique_keys")
+            for rtype in self.registry.resource_types.values():
+                if kinds_of(rtype):
+                    await _backfill_type(conn, rtype)
+            await conn.execute("DELETE FROM scimd_pending_tasks WHERE name = $1", BACKFILL_TASK)
+            shared = int(await conn.fetchval("SELECT count(*) FROM scimd_unique_keys WHERE shared"))
+        if shared:
+            log.warning(
+                "postgres: %d stored users share their primary email with an older user; "
+                "they stay editable while they keep it (scim.unique_email)",
+                shared,
+            )
+        return shared
 
     async def aclose(self) -> None:
         pool, self.pool = self.pool, None
@@ -521,6 +592,57 @@ class PostgresBackend:
                 resource[rel.groups.name] = groups
         return resource
 
+    # ------------------------------------------------------------------ derived unique keys
+
+    async def _write_keys(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        pk: int,
+        resource: Mapping[str, Any],
+        *,
+        new: bool,
+    ) -> None:
+        """Make the derived keys of resource ``pk`` those of ``resource`` (its stored state,
+        after a PATCH's operations), in the write's transaction: a key another resource of
+        the tenant holds is a 409 when its kind is in ``ctx.unique_keys``, else stored
+        shared; keys the resource already had are kept (shared or not)."""
+        if not kinds_of(rtype):
+            return
+        wanted = {(k.kind, k.key): k for k in derive_keys(rtype, resource)}
+        old: set[tuple[str, str]] = set()
+        if not new:
+            old = {
+                (r[0], r[1])
+                for r in await conn.fetch(
+                    "SELECT kind, key FROM scimd_unique_keys WHERE pk = $1", pk
+                )
+            }
+        for kind, key in old - wanted.keys():
+            await conn.execute(
+                "DELETE FROM scimd_unique_keys WHERE pk = $1 AND kind = $2 AND key = $3",
+                pk,
+                kind,
+                key,
+            )
+        for (kind, key), uk in wanted.items():
+            if (kind, key) not in old:
+                await self._insert_key(conn, ctx, pk, uk)
+
+    @staticmethod
+    async def _insert_key(conn: asyncpg.Connection, ctx: OpContext, pk: int, uk: UniqueKey) -> None:
+        args = (pk, ctx.tenant, uk.kind, uk.key)
+        if uk.kind in ctx.unique_keys:
+            try:
+                status = await conn.execute(_INSERT_KEY_ENFORCED, *args)
+            except asyncpg.UniqueViolationError as exc:  # a racing writer committed it
+                raise conflict(uk) from exc
+            if _count(status) == 0:
+                raise conflict(uk)
+        elif _count(await conn.execute(_INSERT_KEY_FREE, *args)) == 0:
+            await conn.execute(_INSERT_KEY_SHARED, *args)
+
     # ------------------------------------------------------------------ storage form
 
     @staticmethod
@@ -582,6 +704,7 @@ class PostgresBackend:
             data,
         )
         await self._write_values(conn, pk, ctx.tenant, rtype, data)
+        await self._write_keys(conn, ctx, rtype, pk, data, new=True)
         members = self._members_of(rel, resource)
         if members:
             resolved = await self._resolve_members(conn, ctx.tenant, rtype, members)
@@ -646,6 +769,7 @@ class PostgresBackend:
         )
         await conn.execute("DELETE FROM scimd_attr_values WHERE pk = $1", pk)
         await self._write_values(conn, pk, ctx.tenant, rtype, data)
+        await self._write_keys(conn, ctx, rtype, pk, data, new=False)
         return orjson.loads(orjson.dumps(data))  # type: ignore[no-any-return]
 
     async def replace(
@@ -770,6 +894,8 @@ class PostgresBackend:
             )
         await conn.execute("DELETE FROM scimd_resources WHERE pk = $1", row[0])
         await conn.execute("DELETE FROM scimd_attr_values WHERE pk = $1", row[0])
+        if kinds_of(rtype):
+            await conn.execute("DELETE FROM scimd_unique_keys WHERE pk = $1", row[0])
         await conn.execute(
             "DELETE FROM scimd_members WHERE tenant = $1 AND group_id = $2", ctx.tenant, rid
         )
@@ -778,6 +904,11 @@ class PostgresBackend:
         )
 
     # ------------------------------------------------------------------ bulk import
+
+    def import_bulk(self, records: int, force: bool | None) -> BulkMode:
+        """``scimd import`` bulk mode around a whole load (``scimd_postgres.bulk.BulkMode``:
+        secondary indexes dropped, then rebuilt)."""
+        return BulkMode(self.dsn, records, force, self.command_timeout)
 
     def import_encoder(self, tenant: str, rtype: ResourceType) -> RowEncoder:
         """The picklable encoder of ``scimd import`` rows (``scimd_postgres.bulk``), run by
@@ -953,6 +1084,13 @@ class PostgresBackend:
                 source=_Chunks(val_rows),
                 columns=["pk", "n", "tenant", "rtype", "path", "elem", "v_text", "v_num", "uniq"],
             )
+            if kinds_of(rtype):
+                await _import_keys(
+                    conn,
+                    ctx.tenant,
+                    rtype,
+                    [(pk[0], items[i].resource) for i, pk in zip(bulk, pks, strict=True)],
+                )
         except asyncpg.UniqueViolationError as exc:
             raise Uniqueness("a unique value was taken during the import") from exc
         return out
@@ -969,18 +1107,20 @@ class PostgresBackend:
         if value is None or pid is None or not values:
             return []
         texts = sorted({fold(v, value.case_exact) for v in values if not _has_nul(v)})
-        prefixes = sorted({t[:PREFIX] for t in texts})
 
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             rows = await conn.fetch(
-                "SELECT DISTINCT ON (r.pk) r.data FROM scimd_attr_values a"
-                " JOIN scimd_resources r ON r.pk = a.pk WHERE a.tenant = $1 AND a.rtype = $2"
-                f" AND a.path = $3 AND left(a.v_text, {PREFIX}) = ANY($4::text[])"
-                " AND a.v_text = ANY($5::text[])",
+                # one prefix-index lookup per value, whatever the plan: a join or "= ANY"
+                # let the planner (and the generic plan of the prepared statement) scan
+                # every emails.value row of the tenant, quadratic over an import's batches
+                "SELECT DISTINCT ON (r.pk) r.data FROM unnest($4::text[]) AS t(v)"
+                " CROSS JOIN LATERAL (SELECT a.pk FROM scimd_attr_values a"
+                " WHERE a.tenant = $1 AND a.rtype = $2 AND a.path = $3"
+                f" AND left(a.v_text, {PREFIX}) = left(t.v, {PREFIX}) AND a.v_text = t.v"
+                " OFFSET 0) AS a JOIN scimd_resources r ON r.pk = a.pk",
                 ctx.tenant,
                 rtype.name,
                 pid,
-                prefixes,
                 texts,
             )
             return [row[0] for row in rows]
@@ -1111,6 +1251,58 @@ class PostgresBackend:
                 continue
             out.append(await self._attach(conn, ctx, rel, rid, resource))
         return out
+
+
+async def _import_keys(
+    conn: asyncpg.Connection,
+    tenant: str,
+    rtype: ResourceType,
+    stored: Sequence[tuple[int, bytes]],
+) -> None:
+    """The derived keys of imported resources ``(pk, JSON)``: never enforced (docs/jit.md:
+    users written by ``scimd import`` get their keys, shared when they duplicate a stored
+    key or an earlier line of the batch)."""
+    pks: list[int] = []
+    kinds: list[str] = []
+    keys: list[str] = []
+    for pk, raw in stored:
+        for uk in derive_keys(rtype, orjson.loads(raw)):
+            pks.append(pk)
+            kinds.append(uk.kind)
+            keys.append(uk.key)
+    if pks:
+        await conn.execute(_INSERT_KEYS_BULK, tenant, pks, kinds, keys)
+
+
+async def _backfill_type(conn: asyncpg.Connection, rtype: ResourceType) -> None:
+    """Insert the keys of every stored resource of ``rtype`` (in ``pk`` batches), the oldest
+    holder of each key owning it."""
+    last = 0
+    while True:
+        rows = await conn.fetch(
+            "SELECT pk, tenant, (data -> 'emails')::text FROM scimd_resources"
+            " WHERE rtype = $1 AND pk > $2 ORDER BY pk LIMIT $3",
+            rtype.name,
+            last,
+            _BACKFILL_BATCH,
+        )
+        if not rows:
+            return
+        last = rows[-1][0]
+        by_tenant: dict[str, list[tuple[int, str, str]]] = {}
+        for pk, tenant, emails in rows:
+            if emails is None:
+                continue
+            for uk in derive_keys(rtype, {"emails": orjson.loads(emails)}):
+                by_tenant.setdefault(tenant, []).append((pk, uk.kind, uk.key))
+        for tenant, found in by_tenant.items():
+            await conn.execute(
+                _INSERT_KEYS_BULK,
+                tenant,
+                [f[0] for f in found],
+                [f[1] for f in found],
+                [f[2] for f in found],
+            )
 
 
 def _sort_value(value: Any, kind: str | None, spec: SortSpec | None) -> Any:

@@ -7,6 +7,11 @@ its worker processes, next to normalisation, so the importing process only filte
 numbers and streams bytes. The primary key is not known yet when a row is encoded: every
 row starts with the placeholder byte ``\\x01`` (escaped wherever it occurs in data), which
 ``number()`` replaces by the key taken from the sequence.
+
+``BulkMode`` (``scimd import --bulk``, or a big file): the secondary indexes that are
+cheaper to rebuild than to maintain are dropped for the load and rebuilt after it; the
+dropped definitions are recorded in ``scimd_store_meta`` so that an interrupted import is
+completed by rerunning it or by ``scimd migrate`` (``restore_bulk_indexes``).
 """
 
 from __future__ import annotations
@@ -21,7 +26,20 @@ import orjson
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, extract_values, path_key
 
-__all__ = ["PK", "Encoded", "RowEncoder", "copy_text", "number", "stamp"]
+__all__ = [
+    "BULK_INDEXES",
+    "BULK_LOCK",
+    "BULK_MARKER",
+    "PK",
+    "BulkMode",
+    "Encoded",
+    "RowEncoder",
+    "copy_text",
+    "drop_bulk_indexes",
+    "number",
+    "restore_bulk_indexes",
+    "stamp",
+]
 
 PK = b"\x01"
 """Placeholder of the primary key at the start of every encoded row."""
@@ -128,3 +146,142 @@ class RowEncoder:
             num = _NULL if v_num is None else str(int(v_num) if isinstance(v_num, bool) else v_num)
             lines.append(f"\x01\t{n}{head}{pid}\t{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}\n")
         return Encoded(rid, None, tuple(unique), resource_row + b"\n", "".join(lines).encode(), raw)
+
+
+# --------------------------------------------------------------------------- bulk mode
+
+BULK_LOCK = 0x5C1D_0000_0002
+"""The ``pg_advisory_lock`` key held by a bulk-mode import (one at a time per database)."""
+BULK_MARKER = "bulk_import_dropped_indexes"
+"""``scimd_store_meta`` key: the definitions of the indexes a bulk import dropped (JSON)."""
+BULK_INDEXES = ("scimd_attr_values_trgm", "scimd_attr_values_num", "scimd_attr_values_pk")
+"""Secondary indexes cheaper to rebuild than to maintain during a big load. Kept: the
+primary keys, the unique indexes (uniqueness stays enforced by PostgreSQL) and the prefix
+value index (the import's per-batch ``userName``/email checks are lookups in it)."""
+BULK_MIN_RECORDS = 50_000
+"""``--bulk`` unset: bulk mode for files of at least this many records and at least a
+quarter of the resources already stored."""
+
+
+async def _saved_indexes(conn: Any) -> dict[str, str]:
+    raw = await conn.fetchval("SELECT value FROM scimd_store_meta WHERE key = $1", BULK_MARKER)
+    return dict(orjson.loads(raw)) if raw else {}
+
+
+async def drop_bulk_indexes(conn: Any) -> list[str]:
+    """Record the definitions of ``BULK_INDEXES`` in ``scimd_store_meta`` and drop them,
+    in one transaction (a crash leaves either both or neither)."""
+    async with conn.transaction():
+        rows = await conn.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE schemaname = current_schema() AND indexname = ANY($1::text[])",
+            list(BULK_INDEXES),
+        )
+        saved = {**await _saved_indexes(conn), **{str(r[0]): str(r[1]) for r in rows}}
+        await conn.execute(
+            "INSERT INTO scimd_store_meta (key, value) VALUES ($1, $2)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            BULK_MARKER,
+            orjson.dumps(saved).decode(),
+        )
+        for row in rows:
+            await conn.execute(f'DROP INDEX IF EXISTS "{row[0]}"')
+    return [str(r[0]) for r in rows]
+
+
+async def restore_bulk_indexes(conn: Any, *, locked: bool = False) -> list[str]:
+    """Recreate the indexes an interrupted or finished bulk import dropped (recorded in
+    ``scimd_store_meta``), ``ANALYZE`` and clear the record; a no-op without one. Each
+    ``CREATE INDEX`` is its own transaction: a crash during one leaves no half index and
+    the record in place. Unless ``locked`` (the caller holds ``BULK_LOCK``), does nothing
+    while a bulk import is running: that import restores them when it ends. Returns the
+    names created."""
+    if not locked and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", BULK_LOCK):
+        return []
+    try:
+        saved = await _saved_indexes(conn)
+        if not saved:
+            return []
+        await conn.execute(
+            "SET maintenance_work_mem = '512MB'; SET max_parallel_maintenance_workers = 4"
+        )
+        made: list[str] = []
+        for name, definition in saved.items():
+            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+                await conn.execute(definition)
+                made.append(name)
+        await conn.execute("ANALYZE scimd_resources; ANALYZE scimd_attr_values")
+        await conn.execute("DELETE FROM scimd_store_meta WHERE key = $1", BULK_MARKER)
+        await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+        return made
+    finally:
+        if not locked:
+            await conn.execute("SELECT pg_advisory_unlock($1)", BULK_LOCK)
+
+
+class BulkMode:
+    """``scimd import`` in bulk mode (``PostgresBackend.import_bulk``): an async context
+    manager, entered around the whole load, whose value says whether bulk mode is on.
+
+    On entry (bulk wanted and ``BULK_LOCK`` free): drops ``BULK_INDEXES`` (recorded first,
+    see ``drop_bulk_indexes``). On exit, whatever the outcome: rebuilds them with a large
+    ``maintenance_work_mem`` and parallel workers, ``ANALYZE``. Killed in between, the
+    database keeps every row of every committed batch and the record of the dropped
+    indexes: rerunning the import (it skips what is stored, then rebuilds) or ``scimd
+    migrate`` recreates them.
+
+    Concurrent SCIM traffic stays correct: the unique indexes and the value index used by
+    ``eq``/``sw`` are kept, and a query whose index is missing (``co``/``ew``, numbers)
+    is answered by a scan, slower but with the same rows. The rebuild takes a SHARE lock
+    on ``scimd_attr_values``: writes wait for it (reads do not). A second bulk import
+    while one runs loads in the normal mode.
+
+    :param records: records in the file; ``force``: True/False (``--bulk/--no-bulk``),
+        None to decide (``BULK_MIN_RECORDS`` and a quarter of the stored resources)."""
+
+    def __init__(self, dsn: str, records: int, force: bool | None, timeout: float) -> None:
+        self.dsn = dsn
+        self.records = records
+        self.force = force
+        self.timeout = timeout
+        self.conn: Any = None
+        self.dropped: list[str] = []
+
+    async def _wanted(self, conn: Any) -> bool:
+        if self.force is not None:
+            return self.force
+        if self.records < BULK_MIN_RECORDS:
+            return False
+        stored = await conn.fetchval(
+            "SELECT greatest(reltuples, 0)::bigint FROM pg_class"
+            " WHERE oid = 'scimd_resources'::regclass"
+        )
+        return self.records * 4 >= int(stored or 0)
+
+    async def __aenter__(self) -> bool:
+        import asyncpg  # type: ignore[import-untyped]
+
+        conn = await asyncpg.connect(self.dsn, timeout=self.timeout)
+        try:
+            pending = bool(await _saved_indexes(conn))  # an interrupted bulk import
+            if not (pending or await self._wanted(conn)):
+                await conn.close()
+                return False
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", BULK_LOCK):
+                await conn.close()
+                return False
+            self.dropped = await drop_bulk_indexes(conn)
+        except BaseException:
+            await conn.close()
+            raise
+        self.conn = conn
+        return True
+
+    async def __aexit__(self, *exc: object) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:
+            await restore_bulk_indexes(conn, locked=True)
+        finally:
+            await conn.close()  # also releases BULK_LOCK

@@ -33,8 +33,17 @@ from scimd.query.ast import (
     ValuePath,
 )
 from scimd.query.evaluate import canonical_datetime
-from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
-from scimd.store.sql import Relations, fold, iter_nodes, path_key
+from scimd.schema.model import AttributeDef, ResourceType
+from scimd.store.sqlcommon import (
+    Relations,
+    entered_by,
+    fold,
+    iter_nodes,
+    path_key,
+    value_path_driver,
+)
+from scimd.store.sqlcommon import is_id as _is_id
+from scimd.store.sqlcommon import next_prefix as _next_prefix
 
 __all__ = ["FALSE", "PREFIX", "TRUE", "PgFilterCompiler", "like_escape", "needed_keys", "sort_expr"]
 
@@ -48,22 +57,6 @@ PREFIX = 200
 
 def _prefix(column: str) -> str:
     return f"left({column}, {PREFIX})"
-
-
-def _is_id(defn: AttributeDef) -> bool:
-    return defn.schema == COMMON_SCHEMA and defn.path.lower() == "id"
-
-
-def _next_prefix(prefix: str) -> str | None:
-    """The smallest string greater than every string starting with ``prefix`` in code
-    point order (the "C" collation over UTF-8), or None."""
-    last = ord(prefix[-1])
-    if last >= 0x10FFFF:
-        return None
-    nxt = last + 1
-    if 0xD800 <= nxt <= 0xDFFF:
-        nxt = 0xE000
-    return prefix[:-1] + chr(nxt)
 
 
 def like_escape(text: str) -> str:
@@ -296,9 +289,12 @@ class PgFilterCompiler:
         if not outer.is_complex:
             return FALSE
         alias = self._new_alias("e")
-        elem = _ValueElem(alias, outer)
-        drive = self._driver(node.filter, outer)
+        drive = value_path_driver(node.filter, outer)
+        elem = _ValueElem(alias, outer, drive)
         if drive is not None:
+            # Enter through the value index (tenant, rtype, path, prefix) on the most
+            # selective positive eq of a sub-attribute; the whole filter is still checked,
+            # but not that eq again (``entered_by``).
             target, value = drive
             pid = self.path_id(path_key(target))
             cond = self.cond(target, "eq", value, f"{alias}.v_text", f"{alias}.v_num")
@@ -315,15 +311,6 @@ class PgFilterCompiler:
             f" AND {alias}.path = {self.p(pid)} AND {cond} AND {self._node(node.filter, elem)})"
         )
 
-    def _driver(self, node: Filter, outer: AttributeDef) -> tuple[AttributeDef, Value] | None:
-        if isinstance(node, And):
-            return self._driver(node.left, outer) or self._driver(node.right, outer)
-        if isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
-            defn = node.path.defn
-            if defn is not None and defn is not outer and defn.parent is outer:
-                return defn, node.value
-        return None
-
 
 class _Elem(ABC):
     """One element of a multi-valued (or complex) attribute, inside a valuePath."""
@@ -338,13 +325,20 @@ class _Elem(ABC):
 
 
 class _ValueElem(_Elem):
-    def __init__(self, alias: str, outer: AttributeDef) -> None:
+    """An element of a complex attribute in ``scimd_attr_values`` (alias: its entry row)."""
+
+    def __init__(
+        self, alias: str, outer: AttributeDef, entered: tuple[AttributeDef, Value] | None
+    ) -> None:
         self.alias = alias
         self.outer = outer
+        self.entered = entered
 
     def any_value(self, c: PgFilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
         if defn is self.outer:
             return FALSE
+        if entered_by(self.entered, defn, op, value):
+            return TRUE  # the entry row itself is this element's value
         pid = c.path_id(path_key(defn))
         cond = c.cond(defn, op, value, "a.v_text", "a.v_num")
         if pid is None or cond is None:

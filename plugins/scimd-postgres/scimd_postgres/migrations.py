@@ -14,6 +14,8 @@ from importlib import resources
 
 import asyncpg  # type: ignore[import-untyped]
 
+from scimd_postgres.bulk import restore_bulk_indexes
+
 __all__ = ["LOCK_KEY", "MIGRATIONS", "Migration", "MigrationError", "current_version", "migrate"]
 
 LOCK_KEY = 0x5C1D_0000_0001
@@ -75,6 +77,8 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 f"the database is at layout version {max(applied)}; this scimd-postgres knows "
                 f"up to {newest} (upgrade scimd-postgres)"
             )
+        if applied:  # the indexes an interrupted bulk import dropped, before newer layouts
+            await restore_bulk_indexes(conn)
         done: list[Migration] = []
         for mig in MIGRATIONS:
             if mig.version in applied:

@@ -1,7 +1,8 @@
 """The ``postgres`` state store: tokens, events, server secrets and the JIT state in the
 PostgreSQL database (``migrations/0002_state.sql``), shared by every scimd process.
 
-It implements ``scimd.state.base.StateStore`` and ``JitStateStore`` with the semantics of
+It implements ``scimd.state.base.StateStore``, ``JitStateStore`` and ``EmailMarkStore``
+(``migrations/0006_email_marks.sql``) with the semantics of
 the SQLite store (``scimd.state.sqlite``): tokens are ``scimd_`` + 32 random bytes and only
 their SHA-256 is stored (a 256-bit random token cannot be guessed whatever the hash costs),
 looked up by hash and compared with ``hmac.compare_digest``; recording an event twice is
@@ -56,7 +57,7 @@ def hash_token(token: str) -> bytes:
 
 
 class PostgresStateStore:
-    """``StateStore`` + ``JitStateStore`` on PostgreSQL (asyncpg pool).
+    """``StateStore`` + ``JitStateStore`` + ``EmailMarkStore`` on PostgreSQL (asyncpg pool).
 
     Options (``[state.postgres]``): ``dsn`` (secret), ``min_pool``, ``max_pool``,
     ``migrate_on_start``, ``command_timeout`` (seconds).
@@ -81,6 +82,7 @@ class PostgresStateStore:
         self.max_pool = max(min_pool, max_pool)
         self.migrate_on_start = migrate_on_start
         self.command_timeout = command_timeout
+        self._rate_takes = 0
         self.retention_days = retention_days
         self.last_used_interval = last_used_interval
         self.retries = retries
@@ -522,3 +524,88 @@ class PostgresStateStore:
             )
 
         await self._run(put)
+
+    # -- JIT: rate-limit token buckets shared by every process on this database
+    async def take_rate_token(self, key: str, rate: float, burst: int, now: float) -> float:
+        """The bucket row (created full) is read FOR UPDATE, refilled by the time elapsed
+        and charged one token when it has one, in one transaction: concurrent takers in
+        any process serialise on the row lock."""
+
+        async def take(conn: asyncpg.Connection) -> float:
+            await conn.execute(
+                "INSERT INTO scimd_jit_rate (key, tokens, updated) VALUES ($1, $2, $3)"
+                " ON CONFLICT (key) DO NOTHING",
+                key,
+                float(burst),
+                now,
+            )
+            row = await conn.fetchrow(
+                "SELECT tokens, updated FROM scimd_jit_rate WHERE key = $1 FOR UPDATE", key
+            )
+            assert row is not None
+            last = float(row["updated"])
+            tokens = min(float(burst), float(row["tokens"]) + max(0.0, now - last) * rate)
+            wait = 0.0 if tokens >= 1.0 else (1.0 - tokens) / rate
+            if wait == 0.0:
+                tokens -= 1.0
+            await conn.execute(
+                "UPDATE scimd_jit_rate SET tokens = $2, updated = $3 WHERE key = $1",
+                key,
+                tokens,
+                max(now, last),
+            )
+            self._rate_takes += 1
+            if self._rate_takes % 1000 == 0:
+                # Buckets idle long enough to be full again carry no information.
+                await conn.execute(
+                    "DELETE FROM scimd_jit_rate WHERE updated < $1", now - burst / rate - 60
+                )
+            return wait
+
+        return await self._run(take)
+
+    async def refund_rate_token(self, key: str, burst: int) -> None:
+        async def refund(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "UPDATE scimd_jit_rate SET tokens = least($2::float8, tokens + 1) WHERE key = $1",
+                key,
+                float(burst),
+            )
+
+        await self._run(refund)
+
+    # -- JIT: emails set by a JIT email change (unverified for link-by-email)
+    async def mark_email_unverified(self, tenant: str, user_id: str, email: str) -> None:
+        async def mark(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO scimd_jit_email_marks (tenant, user_id, email) VALUES ($1, $2, $3)"
+                " ON CONFLICT (tenant, user_id, email) DO NOTHING",
+                tenant,
+                user_id,
+                email,
+            )
+
+        await self._run(mark)
+
+    async def email_unverified(self, tenant: str, user_id: str, email: str) -> bool:
+        async def find(conn: asyncpg.Connection) -> bool:
+            row = await conn.fetchval(
+                "SELECT 1 FROM scimd_jit_email_marks"
+                " WHERE tenant = $1 AND user_id = $2 AND email = $3",
+                tenant,
+                user_id,
+                email,
+            )
+            return row is not None
+
+        return await self._run(find)
+
+    async def clear_email_marks(self, tenant: str, user_id: str) -> None:
+        async def clear(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "DELETE FROM scimd_jit_email_marks WHERE tenant = $1 AND user_id = $2",
+                tenant,
+                user_id,
+            )
+
+        await self._run(clear)

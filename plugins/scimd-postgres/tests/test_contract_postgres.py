@@ -1,4 +1,7 @@
-"""The backend contract suite (``scimd.testing``) against a real PostgreSQL."""
+"""The backend contract suites (``scimd.testing``) against a real PostgreSQL: the whole
+``BackendContract`` and the derived unique keys of ``scimd.testing.unique`` (the normalised
+primary email, enforced by PostgreSQL; two instances there are two backends with their own
+pools on one database)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ from scimd_postgres.plugin import PostgresFactory
 
 from scimd.backend import Backend, BackendEnv
 from scimd.testing import BackendContract
+from scimd.testing.unique import UniqueKeysContract
 
 
-class TestPostgresContract(BackendContract):
+class _OnPostgres:
     @pytest.fixture
     def backend_factory(self) -> Callable[[BackendEnv], Backend]:
         return PostgresFactory()
@@ -20,3 +24,11 @@ class TestPostgresContract(BackendContract):
     @pytest.fixture
     def backend_options(self, fresh_dsn: str) -> Mapping[str, Any]:
         return {"dsn": fresh_dsn, "migrate_on_start": True, "max_pool": 8}
+
+
+class TestPostgresContract(_OnPostgres, BackendContract):
+    pass
+
+
+class TestPostgresUniqueKeys(_OnPostgres, UniqueKeysContract):
+    pass

@@ -4,7 +4,8 @@ Two separate ``scimd serve`` processes on two ports, the first with ``--workers 
 worker processes in all), share the database and the ``postgres`` state store (one token
 works on both). Concurrent writes spread over both: duplicate userName creates -> exactly
 one 201; 50 member adds -> all 50 in the group; PUTs with one If-Match -> one 200, the rest
-412; PATCHes without If-Match -> none lost.
+412; PATCHes without If-Match -> none lost; one primary email created with different
+userNames -> exactly one 201 (the rest 409 naming the email).
 """
 
 from __future__ import annotations
@@ -100,6 +101,39 @@ async def test_duplicate_user_name_creates_from_both_processes_yield_one_201(
             assert doc["scimType"] == "uniqueness"
     status, page, _ = await cluster.call(
         1, "GET", '/Users?filter=userName eq "RACE.user@example.com"'
+    )
+    assert (status, page["totalResults"]) == (200, 1)
+
+
+async def test_one_primary_email_created_from_both_processes_yields_one_201(
+    cluster: Cluster,
+) -> None:
+    # Different userNames, the same person's email in several spellings (scim.unique_email
+    # is on by default): PostgreSQL's unique index decides across the processes.
+    spellings = ["Race@Example.com", "race@example.COM", "RACE@EXAMPLE.COM", "race@Example.com"]
+    results = await asyncio.gather(
+        *(
+            cluster.call(
+                n,
+                "POST",
+                "/Users",
+                {
+                    "schemas": [USER],
+                    "userName": f"racer{n}",
+                    "emails": [{"value": spellings[n % 4], "type": "work", "primary": True}],
+                },
+            )
+            for n in range(12)
+        )
+    )
+    statuses = sorted(status for status, _, _ in results)
+    assert statuses == [201] + [409] * 11, results
+    for n, (status, doc, _) in enumerate(results):
+        if status == 409:
+            assert doc["scimType"] == "uniqueness"
+            assert spellings[n % 4] in doc["detail"], "the 409 names the email"
+    status, page, _ = await cluster.call(
+        1, "GET", '/Users?filter=emails[type eq "work"].value eq "race@example.com"'
     )
     assert (status, page["totalResults"]) == (200, 1)
 

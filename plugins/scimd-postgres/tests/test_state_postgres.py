@@ -23,7 +23,7 @@ from scimd.testing.state import StateStoreContract
 
 
 class TestPostgresStateContract(StateStoreContract):
-    """Implements ``JitStateStore`` too, so nothing here may skip."""
+    """Implements ``JitStateStore`` and ``EmailMarkStore`` too, so nothing here may skip."""
 
     @pytest.fixture
     def state_store_factory(self) -> StateStoreFactory:
