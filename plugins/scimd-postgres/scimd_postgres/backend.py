@@ -1158,7 +1158,17 @@ class PostgresBackend:
     ) -> Page:
         where, sk, kind, params, n_where = self.compile_where(ctx.tenant, rtype, q.filter, q.sort)
         total: int | None = None
-        if q.want_total or q.count <= 0:
+        if (q.want_total or q.count <= 0) and q.filter is None:
+            # The trigger-kept counts (migration 0008), from this transaction's snapshot.
+            total = int(
+                await conn.fetchval(
+                    "SELECT coalesce(sum(n), 0) FROM scimd_resource_counts"
+                    " WHERE tenant = $1 AND rtype = $2",
+                    ctx.tenant,
+                    rtype.name,
+                )
+            )
+        elif q.want_total or q.count <= 0:
             total = await conn.fetchval(
                 f"SELECT count(*) FROM scimd_resources r WHERE {where}", *params[:n_where]
             )
