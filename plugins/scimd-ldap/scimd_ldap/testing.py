@@ -269,14 +269,12 @@ def server_or_report(
     """Start ``make()``'s server for a pytest fixture and stop it afterwards. When it cannot
     start (``unavailable``): a failure when ``CI=true`` (a missing service in CI is a
     failure), else a skip naming what is missing (listed by ``pytest -ra``)."""
-    import pytest
+    from scimd.testing.services import service_missing
 
     try:
         server = make()
     except unavailable as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{what} is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"{what} not available: {exc}")
+        service_missing(f"{what} not available: {exc}")
     try:
         yield server
     finally:

@@ -204,15 +204,13 @@ class PostgresCluster:
 
 
 def _cluster_or_report() -> Iterator[PostgresCluster]:
-    import pytest
+    from scimd.testing.services import service_missing
 
     try:
         cluster = PostgresCluster()
         cluster.start()
     except ClusterUnavailable as exc:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"PostgreSQL is required in CI: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL not available: {exc}")
+        service_missing(f"PostgreSQL not available: {exc}")
     try:
         yield cluster
     finally:
