@@ -199,12 +199,12 @@ _SQL_GROUPS = (
 # page (``_index_page_one_statement``); ordered in Python like _SQL_MEMBERS/_SQL_GROUPS.
 _JSON_MEMBERS = (
     "(SELECT json_group_array(json_array(m.member_id, m.member_type, m.display))"
-    " FROM members m WHERE m.tenant = :tenant AND m.group_id = p.id)"
+    " FROM members m WHERE m.tenant = :tenant AND m.group_id = {rid})"
 )
 _JSON_GROUPS = (
     "(SELECT json_group_array(json_array(m.group_id, g.display)) FROM members m"
     " JOIN resources g ON g.tenant = m.tenant AND g.rtype = m.grtype AND g.id = m.group_id"
-    " WHERE m.tenant = :tenant AND m.member_id = p.id)"
+    " WHERE m.tenant = :tenant AND m.member_id = {rid})"
 )
 _INSERT_VALUE = (
     "INSERT INTO attr_values (pk, tenant, rtype, path, elem, v_text, v_num, uniq)"
@@ -1414,16 +1414,24 @@ class SQLiteBackend:
             total = "NULL"
             count_sql = f"SELECT count(*) FROM resources r WHERE {where}"
         rel = self.relations(rtype)
-        members = _JSON_MEMBERS if rel.members is not None and ctx.load_members else "NULL"
-        groups = _JSON_GROUPS if rel.groups is not None and ctx.load_groups else "NULL"
-        if q.sort is None and _at_most_one(q.filter):
+        # The relations as JSON arrays, correlated on the id column of the outer query
+        # (``r.id`` in the flat statement below, ``p.id`` in the nested one).
+        flat = q.sort is None and _at_most_one(q.filter)
+        rid = "r.id" if flat else "p.id"
+        members = "NULL"
+        if rel.members is not None and ctx.load_members:
+            members = _JSON_MEMBERS.format(rid=rid)
+        groups = "NULL"
+        if rel.groups is not None and ctx.load_groups:
+            groups = _JSON_GROUPS.format(rid=rid)
+        if flat:
             # ``userName eq`` (what Okta and Entra poll with), ``id eq``: a unique index
             # holds at most one match, so there is nothing to order and the total is the
             # row count: one flat statement, as cheap as a GET.
             sql = (
                 f"SELECT r.pk, r.id, NULL, NULL, r.data, {members}, {groups}"
                 f" FROM resources r WHERE {where} LIMIT :limit OFFSET :offset"
-            ).replace("p.id)", "r.id)")
+            )
             return sql, params, count_sql
         skx = sk if sk is not None else "NULL"
         sql = (
