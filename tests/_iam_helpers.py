@@ -13,11 +13,9 @@ import asyncio
 import base64
 import dataclasses
 import datetime
-import gc
 import logging
 import secrets
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -371,10 +369,18 @@ class CanaillePush:
         await self._run(lambda backend: backend.delete(obj))
 
     async def _run(self, action: Callable[[Any], object]) -> None:
-        from canaille.scim.client import (  # type: ignore[import-untyped]
-            setup_scim_client,
-            teardown_scim_client,
-        )
+        import canaille.scim.client as canaille_scim  # type: ignore[import-untyped]
+
+        # initiate_scim_client never closes the httpx.Client it opens for each push (its
+        # socket would be reported unclosed whenever the garbage collector happens to run,
+        # possibly in another test): record the clients it opens and close them here.
+        opened: list[Any] = []
+        real_client = canaille_scim.httpx_client
+
+        def recording_client(*args: Any, **kwargs: Any) -> Any:
+            client = real_client(*args, **kwargs)
+            opened.append(client)
+            return client
 
         def work() -> None:
             logger = self.iam.app.logger
@@ -382,20 +388,21 @@ class CanaillePush:
             logger.addHandler(handler)
             try:
                 with self.iam.app.app_context():
-                    setup_scim_client()
+                    canaille_scim.setup_scim_client()
                     try:
                         action(self.iam.backend)
                     finally:
-                        teardown_scim_client()
+                        canaille_scim.teardown_scim_client()
             finally:
                 logger.removeHandler(handler)
+                for client in opened:
+                    client.close()
 
-        await asyncio.to_thread(work)
-        # initiate_scim_client never closes the httpx.Client it opens for each push: collect
-        # it here, its socket's ResourceWarning expected, not later in another test.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "unclosed <socket.socket", ResourceWarning)
-            gc.collect()
+        canaille_scim.httpx_client = recording_client
+        try:
+            await asyncio.to_thread(work)
+        finally:
+            canaille_scim.httpx_client = real_client
 
 
 class _Collect(logging.Handler):
