@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from scimd.errors import ServiceUnavailable
+from scimd.sqlite_wal import enter_wal
 from scimd.state.base import Event, IdempotencyRecord, TokenRecord
 
 __all__ = ["TOKEN_PREFIX", "SqliteStateStore", "StateStoreError"]
@@ -207,7 +208,7 @@ class SqliteStateStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, isolation_level=None, timeout=10.0)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            enter_wal(conn, 10.0)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             self._migrate(conn)

@@ -59,6 +59,7 @@ from scimd.errors import (
 )
 from scimd.query.ast import Comparison, Filter
 from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, SchemaRegistry
+from scimd.sqlite_wal import enter_wal
 from scimd.store import fts
 from scimd.store.sql import (
     FilterCompiler,
@@ -346,7 +347,7 @@ class SQLiteBackend:
             check_same_thread=False,
             cached_statements=256,
         )
-        conn.execute("PRAGMA journal_mode = WAL")
+        enter_wal(conn, self.busy_timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = OFF")
         # Read the database file through a memory map: a page that is not in this
