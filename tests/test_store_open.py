@@ -74,18 +74,23 @@ asyncio.run(main())
 """
 
 
+async def _start_together(script: str, db: Path, processes: int = 4) -> None:
+    """Run ``script`` on the new database ``db`` in several processes at once; all must start."""
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, str(db), cwd=ROOT, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(processes)
+    ]
+    for p in procs:
+        _, err = await asyncio.wait_for(p.communicate(), 60)
+        assert p.returncode == 0, err.decode()[-2000:]
+
+
 async def test_processes_opening_one_new_database_together_all_start(tmp_path: Path) -> None:
     for round_ in range(5):
         db = tmp_path / f"new{round_}.db"
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _OPEN, str(db), cwd=ROOT, stderr=asyncio.subprocess.PIPE
-            )
-            for _ in range(4)
-        ]
-        for p in procs:
-            _, err = await asyncio.wait_for(p.communicate(), 60)
-            assert p.returncode == 0, err.decode()[-2000:]
+        await _start_together(_OPEN, db)
         conn = sqlite3.connect(db)
         try:
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -111,13 +116,4 @@ async def test_processes_opening_one_new_state_database_together_all_start(
     tmp_path: Path,
 ) -> None:
     for round_ in range(5):
-        db = tmp_path / f"state{round_}.db"
-        procs = [
-            await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _OPEN_STATE, str(db), cwd=ROOT, stderr=asyncio.subprocess.PIPE
-            )
-            for _ in range(4)
-        ]
-        for p in procs:
-            _, err = await asyncio.wait_for(p.communicate(), 60)
-            assert p.returncode == 0, err.decode()[-2000:]
+        await _start_together(_OPEN_STATE, tmp_path / f"state{round_}.db")
