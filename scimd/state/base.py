@@ -8,19 +8,29 @@ PostgreSQL for several scimd processes (plugin). Provided through the
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "TOKEN_PREFIX",
+    "VALID_SCOPES",
     "EmailMarkStore",
     "Event",
     "IdempotencyRecord",
     "JitStateStore",
     "StateStore",
     "TokenRecord",
+    "hash_token",
+    "new_token",
 ]
+
+TOKEN_PREFIX = "scimd_"  # noqa: S105 - a public prefix, not a secret
+"""Every scimd bearer token starts with this; anything else is refused before hashing."""
+VALID_SCOPES = ("read", "write")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +48,35 @@ class TokenRecord:
     """User bound to the token for /Me (RFC 7644 3.11), if any."""
     revoked: datetime | None = None
     last_used: datetime | None = None
+
+
+def hash_token(token: str) -> bytes:
+    """SHA-256 of the token: tokens are 32 random bytes, so a fast hash is enough (no
+    dictionary to guess from), and verification stays one indexed lookup."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def new_token(
+    *, tenant: str, scopes: Sequence[str], description: str = "", me_user_id: str | None = None
+) -> tuple[TokenRecord, str]:
+    """A fresh token and its record, for a state store's ``create_token`` to store hashed.
+
+    Raises ``ValueError`` for an empty tenant or scopes outside ``VALID_SCOPES``.
+    """
+    if not tenant:
+        raise ValueError("tenant must not be empty")
+    wanted = tuple(s for s in VALID_SCOPES if s in set(scopes))
+    if not wanted or set(scopes) - set(VALID_SCOPES):
+        raise ValueError(f"scopes must be a non-empty subset of {VALID_SCOPES}, got {scopes}")
+    record = TokenRecord(
+        id="tok_" + secrets.token_hex(8),
+        tenant=tenant,
+        scopes=wanted,
+        created=datetime.now(UTC),
+        description=description,
+        me_user_id=me_user_id,
+    )
+    return record, TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import hmac
 import json
 import secrets
@@ -30,12 +29,17 @@ from typing import Any, TypeVar
 
 from scimd.errors import ServiceUnavailable
 from scimd.sqlite_wal import enter_wal
-from scimd.state.base import Event, IdempotencyRecord, TokenRecord
+from scimd.state.base import (
+    TOKEN_PREFIX,
+    Event,
+    IdempotencyRecord,
+    TokenRecord,
+    hash_token,
+    new_token,
+)
 
 __all__ = ["TOKEN_PREFIX", "SqliteStateStore", "StateStoreError"]
 
-TOKEN_PREFIX = "scimd_"  # noqa: S105 - a public prefix, not a secret
-VALID_SCOPES = ("read", "write")
 
 T = TypeVar("T")
 
@@ -153,11 +157,6 @@ def _dt(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def hash_token(token: str) -> bytes:
-    """SHA-256 of the token (see the module docstring for why not a slow hash)."""
-    return hashlib.sha256(token.encode("utf-8")).digest()
-
-
 class SqliteStateStore:
     """``scimd.state.base.StateStore`` on a SQLite file."""
 
@@ -258,19 +257,8 @@ class SqliteStateStore:
         description: str = "",
         me_user_id: str | None = None,
     ) -> tuple[TokenRecord, str]:
-        if not tenant:
-            raise ValueError("tenant must not be empty")
-        wanted = tuple(s for s in VALID_SCOPES if s in set(scopes))
-        if not wanted or set(scopes) - set(VALID_SCOPES):
-            raise ValueError(f"scopes must be a non-empty subset of {VALID_SCOPES}, got {scopes}")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        record = TokenRecord(
-            id="tok_" + secrets.token_hex(8),
-            tenant=tenant,
-            scopes=wanted,
-            created=_now(),
-            description=description,
-            me_user_id=me_user_id,
+        record, token = new_token(
+            tenant=tenant, scopes=scopes, description=description, me_user_id=me_user_id
         )
         await self._run(self._insert_token, record, hash_token(token))
         return record, token

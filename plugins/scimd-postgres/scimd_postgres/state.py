@@ -15,7 +15,6 @@ Driver errors (PostgreSQL unreachable, shutting down, too many connections) are
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -28,7 +27,14 @@ import asyncpg  # type: ignore[import-untyped]
 import orjson
 
 from scimd.errors import ScimError, ServiceUnavailable
-from scimd.state.base import Event, IdempotencyRecord, TokenRecord
+from scimd.state.base import (
+    TOKEN_PREFIX,
+    Event,
+    IdempotencyRecord,
+    TokenRecord,
+    hash_token,
+    new_token,
+)
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 
@@ -36,8 +42,6 @@ __all__ = ["TOKEN_PREFIX", "PostgresStateStore", "hash_token"]
 
 log = logging.getLogger("scimd.postgres")
 
-TOKEN_PREFIX = "scimd_"  # noqa: S105 - a public prefix, not a secret
-VALID_SCOPES = ("read", "write")
 DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
 _T = TypeVar("_T")
@@ -49,11 +53,6 @@ def _now() -> datetime:
 
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
-
-
-def hash_token(token: str) -> bytes:
-    """SHA-256 of the token."""
-    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 class PostgresStateStore:
@@ -166,19 +165,8 @@ class PostgresStateStore:
         description: str = "",
         me_user_id: str | None = None,
     ) -> tuple[TokenRecord, str]:
-        if not tenant:
-            raise ValueError("tenant must not be empty")
-        wanted = tuple(s for s in VALID_SCOPES if s in set(scopes))
-        if not wanted or set(scopes) - set(VALID_SCOPES):
-            raise ValueError(f"scopes must be a non-empty subset of {VALID_SCOPES}, got {scopes}")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        record = TokenRecord(
-            id="tok_" + secrets.token_hex(8),
-            tenant=tenant,
-            scopes=wanted,
-            created=_now(),
-            description=description,
-            me_user_id=me_user_id,
+        record, token = new_token(
+            tenant=tenant, scopes=scopes, description=description, me_user_id=me_user_id
         )
 
         async def insert(conn: asyncpg.Connection) -> None:
