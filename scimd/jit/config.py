@@ -350,17 +350,25 @@ def _hmac_key_bytes(secret: str) -> bytes:
 
 # --------------------------------------------------------------------------- IdPs
 
+_OIDC_ONLY = ("issuer", "audiences", "jwks_uri", "jwks", "jwks_file", "algorithms")
+_SAML_ONLY = (
+    "idp_entity_id",
+    "sp_entity_id",
+    "acs_urls",
+    "signing_certs",
+    "signing_certs_file",
+    "subject_source",
+    "email_attribute",
+    "allow_idp_initiated",
+    "max_response_bytes",
+    "decryption_key",
+)
 _IDP_KEYS = (
     "id",
     "protocol",
     "mode",
     "tenant",
-    "issuer",
-    "audiences",
-    "jwks_uri",
-    "jwks",
-    "jwks_file",
-    "algorithms",
+    *_OIDC_ONLY,
     "max_token_age",
     "jwks_cache_ttl",
     "jwks_refetch_cooldown",
@@ -379,29 +387,7 @@ _IDP_KEYS = (
     "attributes",
     "ownership",
     "groups",
-    "idp_entity_id",
-    "sp_entity_id",
-    "acs_urls",
-    "signing_certs",
-    "signing_certs_file",
-    "subject_source",
-    "email_attribute",
-    "allow_idp_initiated",
-    "max_response_bytes",
-    "decryption_key",
-)
-_OIDC_ONLY = ("issuer", "audiences", "jwks_uri", "jwks", "jwks_file", "algorithms")
-_SAML_ONLY = (
-    "idp_entity_id",
-    "sp_entity_id",
-    "acs_urls",
-    "signing_certs",
-    "signing_certs_file",
-    "subject_source",
-    "email_attribute",
-    "allow_idp_initiated",
-    "max_response_bytes",
-    "decryption_key",
+    *_SAML_ONLY,
 )
 MAX_SAML_RESPONSE = 192 * 1024
 """Upper bound of ``max_response_bytes`` (its base64 must fit the 256 KiB request cap)."""

@@ -360,14 +360,7 @@ class JitService:
         claims = verified.claims
         audit.subject = claims["sub"]
         audit.token_id = verified.replay_key
-        expires = datetime.fromtimestamp(verified.expires, UTC)
-        if not await self.jit_state.claim_replay(f"{idp.id}:{verified.replay_key}", expires):
-            raise JitError(
-                422,
-                "assertion_replayed",
-                "The identity assertion was rejected",
-                internal=f"token {verified.replay_key} already used",
-            )
+        await self._claim_replay(idp, verified.replay_key, verified.expires, "token")
         userinfo = body.get("userinfo")
         if userinfo is not None:
             if not isinstance(userinfo, dict) or userinfo.get("sub") != claims["sub"]:
@@ -380,6 +373,18 @@ class JitService:
                 if name not in protected and name not in claims:
                     claims[name] = value
         return idp, claims
+
+    async def _claim_replay(self, idp: JitIdp, key: str, expires: float, what: str) -> None:
+        """Record a verified token or assertion as used until it expires (shared state:
+        every scimd process sees it); a second use is 422 ``assertion_replayed``."""
+        until = datetime.fromtimestamp(expires, UTC)
+        if not await self.jit_state.claim_replay(f"{idp.id}:{key}", until):
+            raise JitError(
+                422,
+                "assertion_replayed",
+                "The identity assertion was rejected",
+                internal=f"{what} {key} already used",
+            )
 
     async def _verify_saml(
         self, idp: JitIdp, body: Mapping[str, Any], audit: _Audit
@@ -396,14 +401,7 @@ class JitService:
         )
         audit.subject = verified.subject
         audit.token_id = verified.replay_key
-        expires = datetime.fromtimestamp(verified.expires, UTC)
-        if not await self.jit_state.claim_replay(f"{idp.id}:{verified.replay_key}", expires):
-            raise JitError(
-                422,
-                "assertion_replayed",
-                "The identity assertion was rejected",
-                internal=f"assertion {verified.replay_key} already used",
-            )
+        await self._claim_replay(idp, verified.replay_key, verified.expires, "assertion")
         return dict(verified.claims)
 
     # ------------------------------------------------------------------ decision
