@@ -14,7 +14,10 @@ import orjson
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
+from scimd.app import create_app
+from scimd.backend import Backend
 from scimd.http.context import RUNTIME, Runtime
+from scimd.plugins import PluginManager
 from scimd.settings import AuthSettings, Settings, StateSettings, StorageSettings
 from scimd.state.base import StateStore
 
@@ -141,3 +144,19 @@ class Scim:
 
 
 MakeScim = Callable[..., Awaitable[Scim]]
+
+
+async def start_scim(
+    aiohttp_client: AiohttpClient,
+    settings: Settings,
+    plugins: PluginManager,
+    backend: Backend | None = None,
+) -> Scim:
+    """Serve ``create_app(settings, plugins)`` in the test client; mint a read+write token
+    of tenant ``default``. The ``make_scim`` fixtures of the core and plugin suites use it."""
+    app = create_app(settings, plugins, backend=backend)
+    client = await aiohttp_client(app)
+    _record, token = await app[RUNTIME].state.create_token(
+        tenant="default", scopes=("read", "write")
+    )
+    return Scim(client, token)

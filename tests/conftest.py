@@ -14,12 +14,10 @@ from typing import Any
 
 import pytest
 
-from scimd.app import create_app
 from scimd.backend import Backend
-from scimd.http.context import RUNTIME
 from scimd.plugins import PluginManager
 from scimd.settings import Settings
-from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings
+from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings, start_scim
 
 
 @pytest.fixture
@@ -41,13 +39,7 @@ async def make_scim(
         **sections: Any,
     ) -> Scim:
         s = settings or make_settings(tmp_path, **sections)
-        app = create_app(s, plugins, backend=backend)
-        client = await aiohttp_client(app)
-        runtime = app[RUNTIME]
-        _record, token = await runtime.state.create_token(
-            tenant="default", scopes=("read", "write")
-        )
-        return Scim(client, token)
+        return await start_scim(aiohttp_client, s, plugins, backend)
 
     yield build
 

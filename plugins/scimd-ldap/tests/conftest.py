@@ -20,12 +20,10 @@ from scimd_ldap.testing import (
     slapd_server,
 )
 
-from scimd.app import create_app
 from scimd.backend import Backend
-from scimd.http.context import RUNTIME
 from scimd.plugins import PluginManager
 from scimd.settings import Settings, StorageSettings
-from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings
+from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings, start_scim
 
 __all__ = [
     "fresh_base",
@@ -94,13 +92,7 @@ async def make_scim(
             s = settings
         if "ldap" not in plugins.backend_factories():  # a module's own ``plugins``
             plugins.register(scimd_ldap.plugin)
-        app = create_app(s, plugins, backend=backend)
-        client = await aiohttp_client(app)
-        runtime = app[RUNTIME]
-        _record, token = await runtime.state.create_token(
-            tenant="default", scopes=("read", "write")
-        )
-        return Scim(client, token)
+        return await start_scim(aiohttp_client, s, plugins, backend)
 
     yield build
 
