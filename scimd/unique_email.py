@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -53,14 +54,21 @@ _CANDIDATES = 50
 _RETRIES = 10
 
 
+@functools.lru_cache(maxsize=4096)
+def _unicode_domain(domain: str) -> str:
+    """The Unicode form of an IDNA domain (itself if it does not decode), cached: a
+    tenant's users share a few domains (a bulk import asks for every user's)."""
+    try:
+        return str(idna.decode(domain))
+    except idna.IDNAError:
+        return domain
+
+
 def email_forms(email: NormalizedEmail) -> list[str]:
     """Spellings of ``email`` a case-insensitive ``eq`` must try to find every stored
     value with the same key (IDNA and Unicode domain, NFC and NFD)."""
     forms = [email.address, email.original]
-    try:
-        unicode_domain = idna.decode(email.domain)
-    except idna.IDNAError:
-        unicode_domain = email.domain
+    unicode_domain = _unicode_domain(email.domain)
     if unicode_domain != email.domain:
         forms.append(f"{email.local}@{unicode_domain}")
     forms += [unicodedata.normalize("NFD", f) for f in forms]

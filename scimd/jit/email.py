@@ -41,9 +41,12 @@ def normalize_email(raw: object, *, lowercase_local: bool = True) -> NormalizedE
     text = unicodedata.normalize("NFC", raw).strip()
     if not text or len(text) > _MAX_LENGTH:
         raise EmailError("the email is empty or too long")
-    for ch in text:
-        if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch.isspace():
-            raise EmailError("the email contains control characters or whitespace")
+    # printable text without " " has no Cc/Cf/Zl/Zp character and no whitespace (every
+    # whitespace character but " " is unprintable): the per-character check only otherwise
+    if not text.isprintable() or " " in text:
+        for ch in text:
+            if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") or ch.isspace():
+                raise EmailError("the email contains control characters or whitespace")
     if text.count("@") != 1:
         raise EmailError("the email must contain exactly one @")
     local, _, domain = text.partition("@")

@@ -15,13 +15,14 @@ dialect-free parts of compiling a filter against it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from scimd.query.ast import And, Comparison, Filter, Not, Or, Value, ValuePath
 from scimd.query.evaluate import canonical_datetime
-from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
+from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, SchemaDef
 
 __all__ = [
     "IndexRow",
@@ -86,6 +87,16 @@ class Relations:
 # (attribute, element number, v_text, v_num, original value for messages)
 IndexRow = tuple[AttributeDef, int, str | None, int | float | None, Any]
 
+_CACHE_LIMIT = 4096
+"""Entries of each lookup cache of ``extract_values`` (cleared when full; keys are
+attribute names, so a normal schema never fills one)."""
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical(value: str) -> str | None:
+    # cached: the meta.created/lastModified of a bulk import share one stamp per millisecond
+    return canonical_datetime(value)
+
 
 def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | None] | None:
     if value is None:
@@ -102,7 +113,7 @@ def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | Non
     if kind == "dateTime":
         # The canonical UTC form is fixed-width, so string order is chronological order
         # and the sort value equals scimd.query.sort's; an unparsable value never matches.
-        canonical = canonical_datetime(value)
+        canonical = _canonical(value)
         return (canonical, None) if canonical is not None else None
     return fold(value, defn.case_exact), None
 
@@ -110,6 +121,29 @@ def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | Non
 def has_value(v_text: str | None, v_num: int | float | None) -> bool:
     """Whether a value row holds a present value (a number, or a non-empty string)."""
     return v_num is not None or (v_text is not None and v_text != "")
+
+
+# Lookup caches of extract_values (schema objects hash by identity and live as long as
+# their registry; the caches keep them alive, bounded by _CACHE_LIMIT).
+_TOP: dict[tuple[ResourceType, str], AttributeDef | None] = {}
+_EXT: dict[tuple[ResourceType, str], SchemaDef | None] = {}
+_SUB: dict[tuple[AttributeDef, str], AttributeDef | None] = {}
+_NAMED: dict[tuple[SchemaDef, str], AttributeDef | None] = {}
+
+
+def _cached(cache: dict[Any, Any], key: Any, make: Callable[..., Any], *args: Any) -> Any:
+    """``make(*args)``, remembered in ``cache`` under ``key``."""
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    found = cache[key] = make(*args)
+    return found
+
+
+def _indexed(defn: AttributeDef | None) -> AttributeDef | None:
+    """``defn`` unless it never has value rows (``returned: never``, ``id``)."""
+    if defn is None or defn.returned == "never" or is_id(defn):
+        return None
+    return defn
 
 
 def extract_values(
@@ -120,35 +154,43 @@ def extract_values(
     Skipped: ``id`` (a column), the ``members``/``groups`` relations, ``returned: never``
     attributes (password hashes are never filterable) and values of the wrong type."""
     rows: list[IndexRow] = []
+    append = rows.append
+    subs = _SUB
 
     def single(defn: AttributeDef, item: Any, elem: int) -> None:
-        if defn.is_complex:
+        if defn.type == "complex":
             if not isinstance(item, dict):
                 return
             marker = len(rows)
-            rows.append((defn, elem, None, None, None))
+            append((defn, elem, None, None, None))
             any_present = False
             for key, sub_value in item.items():
-                sub = defn.sub(key)
-                if sub is None or sub.returned == "never":
+                try:
+                    sub = subs[(defn, key)]
+                except KeyError:
+                    sub = _cached(subs, (defn, key), _indexed_sub, defn, key)
+                if sub is None:
                     continue
-                values = (
-                    sub_value if sub.multi_valued and isinstance(sub_value, list) else [sub_value]
-                )
-                for one in values:
-                    leaf = _leaf(sub, one)
-                    if leaf is not None:
-                        rows.append((sub, elem, leaf[0], leaf[1], one))
-                        any_present = any_present or has_value(*leaf)
+                if sub.multi_valued and isinstance(sub_value, list):
+                    for one in sub_value:
+                        leaf = _leaf(sub, one)
+                        if leaf is not None:
+                            append((sub, elem, leaf[0], leaf[1], one))
+                            any_present = any_present or has_value(*leaf)
+                    continue
+                leaf = _leaf(sub, sub_value)
+                if leaf is not None:
+                    append((sub, elem, leaf[0], leaf[1], sub_value))
+                    any_present = any_present or has_value(*leaf)
             if any_present:
                 rows[marker] = (defn, elem, None, 1, None)
             return
         leaf = _leaf(defn, item)
         if leaf is not None:
-            rows.append((defn, elem, leaf[0], leaf[1], item))
+            append((defn, elem, leaf[0], leaf[1], item))
 
-    def attribute(defn: AttributeDef, value: Any) -> None:
-        if defn.returned == "never" or is_id(defn) or relations.owner(defn) is not None:
+    def attribute(defn: AttributeDef | None, value: Any) -> None:
+        if defn is None or relations.owner(defn) is not None:
             return
         if defn.multi_valued:
             items = value if isinstance(value, list) else [value]
@@ -159,17 +201,37 @@ def extract_values(
 
     for key, value in resource.items():
         if ":" in key:
-            schema = rtype.schema_for_uri(key)
+            try:
+                schema = _EXT[(rtype, key)]
+            except KeyError:
+                schema = _cached(_EXT, (rtype, key), rtype.schema_for_uri, key)
             if schema is not None and isinstance(value, dict):
                 for name, ext_value in value.items():
-                    ext_defn = schema.attr(name)
-                    if ext_defn is not None:
-                        attribute(ext_defn, ext_value)
+                    try:
+                        ext_defn = _NAMED[(schema, name)]
+                    except KeyError:
+                        ext_defn = _cached(_NAMED, (schema, name), _indexed_attr, schema, name)
+                    attribute(ext_defn, ext_value)
             continue
-        defn = rtype.lookup(None, key)
-        if defn is not None:
-            attribute(defn, value)
+        try:
+            defn = _TOP[(rtype, key)]
+        except KeyError:
+            defn = _cached(_TOP, (rtype, key), _indexed_top, rtype, key)
+        attribute(defn, value)
     return rows
+
+
+def _indexed_sub(defn: AttributeDef, key: str) -> AttributeDef | None:
+    sub = defn.sub(key)
+    return None if sub is None or sub.returned == "never" else sub
+
+
+def _indexed_attr(schema: SchemaDef, name: str) -> AttributeDef | None:
+    return _indexed(schema.attr(name))
+
+
+def _indexed_top(rtype: ResourceType, key: str) -> AttributeDef | None:
+    return _indexed(rtype.lookup(None, key))
 
 
 # --------------------------------------------------------------------------- compiling

@@ -16,10 +16,11 @@ completed by rerunning it or by ``scimd migrate`` (``restore_bulk_indexes``).
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -49,6 +50,8 @@ _NULL = "\\N"
 
 def copy_text(value: str) -> str:
     """``value`` as a field of COPY's text format (and ``\\x01`` escaped)."""
+    if value.isprintable() and "\\" not in value:  # the common case: nothing to escape
+        return value
     if "\\" in value:
         value = value.replace("\\", "\\\\")
     if "\t" in value or "\n" in value or "\r" in value or "\x01" in value:
@@ -61,15 +64,25 @@ def copy_text(value: str) -> str:
     return value
 
 
+_STAMP: list[tuple[int, str]] = [(-1, "")]  # the last (millisecond, stamp)
+
+
 def stamp() -> str:
-    """``meta.created``/``lastModified`` of this moment (as ``create`` writes them)."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """``meta.created``/``lastModified`` of this moment (as ``create`` writes them); one
+    ``strftime`` per millisecond."""
+    ms = time.time_ns() // 1_000_000
+    last = _STAMP[0]
+    if last[0] == ms:
+        return last[1]
+    text = datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    text += f"{ms % 1000:03d}Z"
+    _STAMP[0] = (ms, text)
+    return text
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
-    """One resource ready for COPY, or the reason it cannot be stored."""
+class Encoded(NamedTuple):
+    """One resource ready for COPY, or the reason it cannot be stored (a tuple: it crosses
+    the process boundary once per resource, and tuples unpickle fastest)."""
 
     rid: str
     error: str | None
@@ -92,19 +105,45 @@ def _uniqueness_message(defn: AttributeDef, value: Any) -> str:
     return f'{name} "{shown}" is already in use'
 
 
-@dataclass(frozen=True, slots=True)
 class RowEncoder:
-    """Encodes resources of one tenant and resource type (see the module doc).
+    """Encodes resources of one tenant and resource type (see the module doc). Picklable:
+    its per-process caches (the row prefix of each attribute) are rebuilt after a pickle.
 
     :param paths: ``scimd_attr_paths`` key -> id (every attribute of the schemas)."""
 
-    tenant: str
-    rtype: str
-    paths: dict[str, int]
+    __slots__ = ("_head", "_prefix", "_relations", "paths", "rtype", "tenant")
+
+    def __init__(self, tenant: str, rtype: str, paths: dict[str, int]) -> None:
+        self.tenant = tenant
+        self.rtype = rtype
+        self.paths = paths
+        self._head = f"\t{copy_text(tenant)}\t{copy_text(rtype)}\t"
+        # attribute -> (path id, "\t<tenant>\t<rtype>\t<path id>\t", unique)
+        self._prefix: dict[AttributeDef, tuple[int, str, bool]] = {}
+        self._relations: dict[ResourceType, Relations] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return RowEncoder, (self.tenant, self.rtype, self.paths)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RowEncoder) and (self.tenant, self.rtype, self.paths) == (
+            other.tenant,
+            other.rtype,
+            other.paths,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def _row_prefix(self, defn: AttributeDef) -> tuple[int, str, bool]:
+        pid = self.paths[path_key(defn)]
+        found = self._prefix[defn] = (pid, f"{self._head}{pid}\t", defn.uniqueness != "none")
+        return found
 
     def __call__(self, rtype: ResourceType, resource: dict[str, Any]) -> Encoded:
         now = stamp()
-        rel = Relations.of(rtype)
+        rel = self._relations.get(rtype)
+        if rel is None:
+            rel = self._relations[rtype] = Relations.of(rtype)
         rid = str(uuid.uuid4())
         data = dict(resource)
         for attr in (rel.members, rel.groups):
@@ -127,25 +166,34 @@ class RowEncoder:
         display = data.get("displayName")
         shown = copy_text(display) if isinstance(display, str) else _NULL
         folded = copy_text(display.casefold()) if isinstance(display, str) else _NULL
-        head = f"\t{copy_text(self.tenant)}\t{copy_text(self.rtype)}\t"
-        resource_row = (
-            PK + f"{head}{rid}\t1\t{shown}\t{folded}\t".encode() + copy_text(doc.decode()).encode()
+        # orjson escapes every control character: only the backslashes need COPY escaping
+        resource_row = b"".join(
+            (
+                PK,
+                f"{self._head}{rid}\t1\t{shown}\t{folded}\t".encode(),
+                doc.replace(b"\\", b"\\\\"),
+                b"\n",
+            )
         )
         lines: list[str] = []
         unique: list[tuple[int, str, str]] = []
         seen: set[tuple[int, str]] = set()
-        paths = self.paths
+        prefixes = self._prefix
         for n, (defn, elem, v_text, v_num, original) in enumerate(extract_values(rtype, data, rel)):
-            pid = paths[path_key(defn)]
-            uniq = False
-            if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
-                seen.add((pid, v_text))
-                unique.append((pid, v_text, _uniqueness_message(defn, original)))
-                uniq = True
+            try:
+                pid, prefix, uniq = prefixes[defn]
+            except KeyError:
+                pid, prefix, uniq = self._row_prefix(defn)
+            if uniq:
+                uniq = bool(v_text) and (pid, v_text) not in seen
+                if uniq:
+                    assert v_text is not None
+                    seen.add((pid, v_text))
+                    unique.append((pid, v_text, _uniqueness_message(defn, original)))
             text = _NULL if v_text is None else copy_text(v_text)
-            num = _NULL if v_num is None else str(int(v_num) if isinstance(v_num, bool) else v_num)
-            lines.append(f"\x01\t{n}{head}{pid}\t{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}\n")
-        return Encoded(rid, None, tuple(unique), resource_row + b"\n", "".join(lines).encode(), raw)
+            num = _NULL if v_num is None else str(v_num)
+            lines.append(f"\x01\t{n}{prefix}{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}\n")
+        return Encoded(rid, None, tuple(unique), resource_row, "".join(lines).encode(), raw)
 
 
 # --------------------------------------------------------------------------- bulk mode
@@ -157,7 +205,10 @@ BULK_MARKER = "bulk_import_dropped_indexes"
 BULK_INDEXES = ("scimd_attr_values_trgm", "scimd_attr_values_num", "scimd_attr_values_pk")
 """Secondary indexes cheaper to rebuild than to maintain during a big load. Kept: the
 primary keys, the unique indexes (uniqueness stays enforced by PostgreSQL) and the prefix
-value index (the import's per-batch ``userName``/email checks are lookups in it)."""
+value index (the import's per-batch ``userName``/email checks are lookups in it; dropping
+it too was measured: its rebuild costs PostgreSQL as much CPU as maintaining it during
+the load, about 2.5 s per million value rows either way, and concurrent ``eq`` queries
+would scan meanwhile)."""
 BULK_MIN_RECORDS = 50_000
 """``--bulk`` unset: bulk mode for files of at least this many records and at least a
 quarter of the resources already stored."""
@@ -189,34 +240,54 @@ async def drop_bulk_indexes(conn: Any) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-async def restore_bulk_indexes(conn: Any, *, locked: bool = False) -> list[str]:
+async def restore_bulk_indexes(conn: Any, *, locked: bool = False, second: Any = None) -> list[str]:
     """Recreate the indexes an interrupted or finished bulk import dropped (recorded in
     ``scimd_store_meta``), ``ANALYZE`` and clear the record; a no-op without one. Each
     ``CREATE INDEX`` is its own transaction: a crash during one leaves no half index and
     the record in place. Unless ``locked`` (the caller holds ``BULK_LOCK``), does nothing
-    while a bulk import is running: that import restores them when it ends. Returns the
-    names created."""
+    while a bulk import is running: that import restores them when it ends. With a
+    ``second`` connection, the GIN indexes (built by one process) are built on it while
+    the B-trees are built on ``conn``. Returns the names created."""
     if not locked and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", BULK_LOCK):
         return []
     try:
         saved = await _saved_indexes(conn)
         if not saved:
             return []
-        await conn.execute(
-            "SET maintenance_work_mem = '512MB'; SET max_parallel_maintenance_workers = 4"
+        lanes: list[tuple[Any, list[tuple[str, str]]]] = [(conn, [])]
+        if second is not None:
+            lanes.append((second, []))
+        for name, definition in saved.items():
+            gin = " USING gin " in definition.lower()
+            lanes[1 if gin and second is not None else 0][1].append((name, definition))
+        done = await asyncio.gather(
+            *(_create(c, todo) for c, todo in lanes if todo), return_exceptions=True
         )
         made: list[str] = []
-        for name, definition in saved.items():
-            if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
-                await conn.execute(definition)
-                made.append(name)
+        for names in done:  # both lanes finished: now report the first failure
+            if isinstance(names, BaseException):
+                raise names
+            made += names
         await conn.execute("ANALYZE scimd_resources; ANALYZE scimd_attr_values")
         await conn.execute("DELETE FROM scimd_store_meta WHERE key = $1", BULK_MARKER)
-        await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
         return made
     finally:
         if not locked:
             await conn.execute("SELECT pg_advisory_unlock($1)", BULK_LOCK)
+
+
+async def _create(conn: Any, indexes: list[tuple[str, str]]) -> list[str]:
+    """Create the missing ones of ``indexes`` (name, definition) on ``conn``, in order."""
+    await conn.execute(
+        "SET maintenance_work_mem = '512MB'; SET max_parallel_maintenance_workers = 4"
+    )
+    made: list[str] = []
+    for name, definition in indexes:
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", name):
+            await conn.execute(definition)
+            made.append(name)
+    await conn.execute("RESET maintenance_work_mem; RESET max_parallel_maintenance_workers")
+    return made
 
 
 class BulkMode:
@@ -232,9 +303,10 @@ class BulkMode:
 
     Concurrent SCIM traffic stays correct: the unique indexes and the value index used by
     ``eq``/``sw`` are kept, and a query whose index is missing (``co``/``ew``, numbers)
-    is answered by a scan, slower but with the same rows. The rebuild takes a SHARE lock
-    on ``scimd_attr_values``: writes wait for it (reads do not). A second bulk import
-    while one runs loads in the normal mode.
+    is answered by a scan, slower but with the same rows. The rebuild (the GIN index on a
+    second connection, next to the B-trees) takes a SHARE lock on ``scimd_attr_values``:
+    writes wait for it (reads do not). A second bulk import while one runs loads in the
+    normal mode.
 
     :param records: records in the file; ``force``: True/False (``--bulk/--no-bulk``),
         None to decide (``BULK_MIN_RECORDS`` and a quarter of the stored resources)."""
@@ -281,7 +353,16 @@ class BulkMode:
         conn, self.conn = self.conn, None
         if conn is None:
             return
+        import asyncpg
+
+        second: Any = None
         try:
-            await restore_bulk_indexes(conn, locked=True)
+            try:
+                second = await asyncpg.connect(self.dsn, timeout=self.timeout)
+            except (OSError, asyncpg.PostgresError):  # then one index at a time
+                second = None
+            await restore_bulk_indexes(conn, locked=True, second=second)
         finally:
+            if second is not None:
+                await second.close()
             await conn.close()  # also releases BULK_LOCK
