@@ -9,6 +9,16 @@ add/remove on a group of every user but 1,000 (at most ``--group``) vs a 10-memb
 and the RSS of the scimd process. Appends a section to ``bench/RESULTS.md``.
 
     python -m bench.postgres [--users 1000000] [--group 100000] [--seconds 5]
+    python -m bench.postgres --import-only --users 100000 --out ''
+    python -m bench.postgres --dsn postgresql://... --users 200000 --group 100000
+
+``--dsn`` measures an existing database (a cluster kept between runs): it is imported
+into and seeded when it holds fewer than ``--users`` users, else reused as it is, so the
+scenarios can be measured again after a change without a new import.
+
+``--import-only`` stops after the import and reports its users/s and where the CPU went:
+the ``scimd import`` process with its worker processes (``RUSAGE_CHILDREN``) and the
+PostgreSQL server (its processes' CPU from /proc, ended sessions included).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import resource
 import shlex
 import subprocess
 import sys
@@ -63,6 +74,36 @@ def write_users(path: Path, n: int) -> None:
             )
 
 
+def server_cpu(data_dir: Path) -> float:
+    """CPU seconds of the PostgreSQL server in ``data_dir`` so far: the postmaster, its
+    live processes and the ended ones it reaped (sessions end with their connection)."""
+    try:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        own = int(fields[11]) + int(fields[12])  # utime, stime
+        if int(entry.name) == pid:
+            total += own + int(fields[13]) + int(fields[14])  # + cutime, cstime
+        elif int(fields[1]) == pid:  # ppid
+            total += own
+    return total / tick
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def seed_groups(work: Path, config: Path, env: dict[str, str], ids: list[str]) -> str:
     """Seed the groups of ``bench.__main__.membership`` (a 10-member group and one of
     every id but the last 1,000) with one ``scimd import`` of two Group lines."""
@@ -102,7 +143,9 @@ def config_text(port: int) -> str:
     )
 
 
-async def run(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Result], str]:
+async def run(
+    args: argparse.Namespace, work: Path, dsn: str, data_dir: Path | None = None
+) -> tuple[list[Result], str]:
     env = {**os.environ, "SCIMD_PG_DSN": dsn}
     port = free_port()
     config = work / "bench.toml"
@@ -113,6 +156,7 @@ async def run(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Resu
     print(f"  wrote {args.users} users in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     subprocess.run(scimd_cmd("migrate", "-c", str(config)), env=env, check=True)  # noqa: ASYNC221
     t0 = time.perf_counter()
+    cpu0 = (children_cpu(), server_cpu(data_dir) if data_dir is not None else 0.0)
     imported = subprocess.run(  # noqa: ASYNC221 - the timed import, before the load
         scimd_cmd("import", "-c", str(config), "--batch", str(args.batch), str(data)),
         env=env,
@@ -125,11 +169,22 @@ async def run(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Resu
         f"{args.users:,} users in {took:.1f} s = {args.users / took:,.0f} users/s "
         f"(wall clock of `scimd import --batch {args.batch}`; its own line: {summary})"
     )
+    if data_dir is not None:
+        py = children_cpu() - cpu0[0]
+        pg = server_cpu(data_dir) - cpu0[1]
+        import_note += (
+            f"; CPU: scimd import {py:.1f} s ({py * 1e6 / args.users:.0f} us/user), "
+            f"PostgreSQL {pg:.1f} s ({pg * 1e6 / args.users:.0f} us/user)"
+        )
     print("  import: " + import_note, file=sys.stderr)
     if imported.returncode != 0:
         raise SystemExit(f"import failed:\n{imported.stderr[-3000:]}")
     conn = await asyncpg.connect(dsn)
     try:
+        rows = await conn.fetchval("SELECT count(*) FROM scimd_attr_values")
+        import_note += f"; {rows / max(1, args.users):.1f} value rows per user"
+        if args.import_only:
+            return [], import_note
         ids = [
             r[0]
             for r in await conn.fetch(
@@ -148,6 +203,19 @@ async def run(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Resu
     finally:
         await conn.close()
     import_note += f"; {group_note}"
+    return await serve_and_measure(args, config, env, port, ids, seeded), import_note
+
+
+async def serve_and_measure(
+    args: argparse.Namespace,
+    config: Path,
+    env: dict[str, str],
+    port: int,
+    ids: list[str],
+    seeded: dict[str, str],
+) -> list[Result]:
+    """Serve the database of ``env`` with ``config`` and run ``measure`` against it;
+    ``seeded``: the ids of the groups ``seed_groups`` made, by displayName."""
 
     async def seeded_group(*a: Any, **kw: Any) -> str:
         """``bench.__main__.membership`` takes the groups seeded by the import."""
@@ -166,8 +234,39 @@ async def run(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Resu
     with process(scimd_cmd("serve", "-c", str(config)), env=env) as proc:
         base = f"http://{HOST}:{port}/scim/v2"
         await wait_http(f"http://{HOST}:{port}/healthz", 60)
-        results = await measure(args, base, h, ids, proc.pid)
-    return results, import_note
+        return await measure(args, base, h, ids, proc.pid)
+
+
+async def run_reused(args: argparse.Namespace, work: Path, dsn: str) -> tuple[list[Result], str]:
+    """``--dsn``: measure a database an earlier run (with the same ``--users`` and
+    ``--group``) imported and seeded, without importing again; an emptier database is
+    imported into first (``run``)."""
+    ids: list[str] = []
+    seeded: dict[str, str] = {}
+    conn = await asyncpg.connect(dsn)
+    try:
+        stored = 0
+        if await conn.fetchval("SELECT to_regclass('scimd_resources') IS NOT NULL"):
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM scimd_resources WHERE rtype = 'User'"
+            )
+        if stored >= args.users:
+            sql = "SELECT id FROM scimd_resources WHERE rtype = 'User' ORDER BY pk LIMIT $1"
+            ids = [r[0] for r in await conn.fetch(sql, args.group + 1000)]
+            sql = "SELECT display, id FROM scimd_resources WHERE rtype = 'Group'"
+            seeded = {str(r[0]): str(r[1]) for r in await conn.fetch(sql)}
+    finally:
+        await conn.close()
+    if stored < args.users:
+        return await run(args, work, dsn)
+    note = f"reused: {stored:,} users already in the database (`--dsn`), not imported again"
+    if args.import_only:
+        return [], note
+    port = free_port()
+    config = work / "bench.toml"
+    config.write_text(config_text(port))
+    env = {**os.environ, "SCIMD_PG_DSN": dsn}
+    return await serve_and_measure(args, config, env, port, ids, seeded), note
 
 
 async def deep_cursor_pages(
@@ -273,6 +372,8 @@ def report(results: list[Result], args: argparse.Namespace, argv: list[str], imp
             f"| {r.name} | {r.rps:,.0f} | {r.pct(50):.2f} | {r.pct(99):.2f} | {r.errors} "
             f"| {r.note} |"
         )
+    if not results:
+        lines = []
     checks = [f"- Import: {imp} (target >= 20,000 users/s)."]
     for suffix in ("", ONE):
         get = by_name.get("GET /Users/{id}" + suffix)
@@ -302,10 +403,21 @@ def report(results: list[Result], args: argparse.Namespace, argv: list[str], imp
             f"## PostgreSQL, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
             "",
             f"- Machine: {machine()}",
-            f"- Command: `{cmd}` (throwaway cluster, fsync off)",
-            f"- Load: {args.concurrency} concurrent connections, {args.seconds:g} s per scenario; "
-            f"{args.users:,} users imported; scimd workers=1 on the postgres backend and "
-            "state store; client, scimd and PostgreSQL share the machine's cores.",
+            f"- Command: `{cmd}` ("
+            + (
+                "the database given"
+                if getattr(args, "dsn", None)
+                else "throwaway cluster, fsync off"
+            )
+            + ")",
+            (
+                f"- Import only: {args.users:,} users; scimd import and PostgreSQL share the "
+                "machine's cores."
+                if args.import_only
+                else f"- Load: {args.concurrency} concurrent connections, {args.seconds:g} s per "
+                f"scenario; {args.users:,} users imported; scimd workers=1 on the postgres "
+                "backend and state store; client, scimd and PostgreSQL share the machine's cores."
+            ),
             "",
             *lines,
             "",
@@ -327,16 +439,35 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--latency-seconds", type=float, default=3.0, help="1-connection runs")
     p.add_argument("--latency-requests", type=int, default=2000)
     p.add_argument("--deep-page", type=int, default=10_000, help="cursor page to compare")
+    p.add_argument(
+        "--import-only", action="store_true", help="stop after the import (CPU split reported)"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
+    p.add_argument(
+        "--dsn",
+        help="an existing database instead of a throwaway cluster: imported into when it "
+        "holds fewer than --users users, else measured as it is (no import)",
+    )
     args = p.parse_args(argv)
+    if args.dsn:
+        with tempfile.TemporaryDirectory(prefix="scimd-bench-pg-") as tmp:
+            os.chmod(tmp, 0o755)
+            results, imp = asyncio.run(run_reused(args, Path(tmp), args.dsn))
+        _finish(results, args, argv, imp)
+        return
     cluster = PostgresCluster()
     cluster.start()
     try:
         with tempfile.TemporaryDirectory(prefix="scimd-bench-pg-") as tmp:
             os.chmod(tmp, 0o755)
-            results, imp = asyncio.run(run(args, Path(tmp), cluster.create_database()))
+            data_dir = cluster.root / "data" if cluster.root is not None else None
+            results, imp = asyncio.run(run(args, Path(tmp), cluster.create_database(), data_dir))
     finally:
         cluster.stop()
+    _finish(results, args, argv, imp)
+
+
+def _finish(results: list[Result], args: argparse.Namespace, argv: list[str], imp: str) -> None:
     text = report(results, args, argv, imp)
     print(text)
     if str(args.out) not in ("", "."):

@@ -19,12 +19,15 @@ Layout (``migrations/0001_initial.sql``):
 Writes run in READ COMMITTED transactions that lock the resource row first
 (``SELECT ... FOR UPDATE``), so the If-Match check and the write are atomic and concurrent
 patches serialise; serialization failures and deadlocks rerun the transaction up to
-``retries`` times. Queries run in one REPEATABLE READ READ ONLY transaction (total, page
-and relations from one snapshot).
+``retries`` times. A GET and an index page are one statement each (the resource or the
+page with its relations and total: one round trip, one snapshot, no BEGIN/COMMIT); a
+cursor page runs in one REPEATABLE READ READ ONLY transaction (total, page and neighbours
+from one snapshot).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -59,7 +62,7 @@ from scimd.store.sql import Relations, extract_values, fold, path_key
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
 from scimd_postgres.bulk import BulkMode, Encoded, RowEncoder, number, stamp
-from scimd_postgres.compiler import PREFIX, PgFilterCompiler, sort_expr
+from scimd_postgres.compiler import PREFIX, PgFilterCompiler, few_matches, sort_expr
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 
@@ -138,6 +141,11 @@ _BACKFILL_LOCK = 0x5C1D_0000_0005
 _BACKFILL_BATCH = 5000
 
 _now = stamp
+
+_SHAPE_PROBE = "scimd-shape-probe"
+"""The second value ``PostgresBackend._flat_sql`` compiles a filter shape with."""
+_SHAPE_SQL_SIZE = 256
+"""Statements kept per filter shape (cleared when full)."""
 
 
 def _etag(version: int) -> str:
@@ -230,6 +238,7 @@ class PostgresBackend:
         self._unknown: Literal["error", "ignore"] = "ignore" if unknown == "ignore" else "error"
         self._relations: dict[str, Relations] = {}
         self._paths: dict[str, int] = {}
+        self._shape_sql: dict[tuple[Any, ...], tuple[str, list[Any], tuple[int, ...]]] = {}
         self.pool: asyncpg.Pool | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -324,9 +333,13 @@ class PostgresBackend:
         fn: Callable[..., Awaitable[_T]],
         *args: Any,
         readonly: bool = False,
+        single: bool = False,
     ) -> _T:
         """Run ``fn(conn, *args)`` in one transaction; rerun it on serialization failures
-        and deadlocks; translate driver errors (``scimd_postgres.errors``)."""
+        and deadlocks; translate driver errors (``scimd_postgres.errors``).
+
+        ``single``: ``fn`` runs one statement, its own snapshot and transaction, so no
+        BEGIN/COMMIT round trips around it."""
         pool = self.pool
         if pool is None:
             raise ServiceUnavailable("The PostgreSQL backend is not started")
@@ -334,6 +347,8 @@ class PostgresBackend:
         while True:
             try:
                 async with pool.acquire(timeout=self.command_timeout) as conn:
+                    if single:
+                        return await fn(conn, *args)
                     tx = conn.transaction(
                         isolation="repeatable_read" if readonly else "read_committed",
                         readonly=readonly,
@@ -552,27 +567,12 @@ class PostgresBackend:
     async def _load_members(
         self, conn: asyncpg.Connection, tenant: str, gid: str
     ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for value, mtype, display in await conn.fetch(_SQL_MEMBERS, tenant, gid):
-            item: dict[str, Any] = {"value": value}
-            if display is not None:
-                item["display"] = display
-            if mtype is not None:
-                item["type"] = mtype
-            out.append(item)
-        return out
+        return [_member_item(*row) for row in await conn.fetch(_SQL_MEMBERS, tenant, gid)]
 
     async def _load_groups(
         self, conn: asyncpg.Connection, tenant: str, rid: str
     ) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        for gid, display in await conn.fetch(_SQL_GROUPS, tenant, rid):
-            item: dict[str, Any] = {"value": gid}
-            if display is not None:
-                item["display"] = display
-            item["type"] = "direct"
-            out.append(item)
-        return out
+        return [_group_item(*row) for row in await conn.fetch(_SQL_GROUPS, tenant, rid)]
 
     async def _attach(
         self,
@@ -714,15 +714,24 @@ class PostgresBackend:
     async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
         if _has_nul(rid):
             raise NotFound(f"{rtype.name} not found")
-        return await self._run(self._get_tx, ctx, rtype, rid, readonly=True)
+        return await self._run(self._get_one, ctx, rtype, rid, readonly=True, single=True)
 
-    async def _get_tx(
+    async def _get_one(
         self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, rid: str
     ) -> dict[str, Any]:
-        row = await conn.fetchrow(_SQL_GET, ctx.tenant, rtype.name, rid)
+        """The resource with its relations in one statement (no transaction around it)."""
+        rel = self.relations(rtype)
+        members, groups = _relations_json(rel, ctx, "r")
+        row = await conn.fetchrow(
+            f"SELECT r.data, {members}, {groups} FROM scimd_resources r"
+            " WHERE r.tenant = $1 AND r.rtype = $2 AND r.id = $3",
+            ctx.tenant,
+            rtype.name,
+            rid,
+        )
         if row is None:
             raise NotFound(f"{rtype.name} {rid} not found")
-        return await self._attach(conn, ctx, self.relations(rtype), rid, row[2])
+        return _with_relations(rel, row[0], row[1], row[2])
 
     async def _lock(
         self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, rid: str
@@ -1151,43 +1160,171 @@ class PostgresBackend:
         return where, sk, kind, c.params, n_where
 
     async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
+        if q.paging == "index":
+            return await self._run(self._index_page, ctx, rtype, q, readonly=True, single=True)
         return await self._run(self._query_tx, ctx, rtype, q, readonly=True)
+
+    async def _index_page(
+        self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, q: Query
+    ) -> Page:
+        """An index page in one statement (one round trip, one snapshot, no transaction):
+        the page, each resource's data and relations, and the total.
+
+        The total of a filtered page is the page's own row count when that is exact (the
+        page is not full, and starts at 1 or holds rows), else ``count(*)`` of the
+        matches in the same statement (an InitPlan the CASE runs only then). An unsorted
+        first page of a filter expected to match a few resources (``few_matches``: what
+        identity providers poll with, ``userName eq "x"``, ``emails[type eq
+        "work"].value eq "x"``) is the flat statement, its total the row count; should that
+        page be full, the general statement answers instead."""
+        count = max(0, min(q.count, self.capabilities.max_results))
+        if count == 0:
+            sql, args = self._total_sql(ctx, rtype, q.filter)
+            return Page([], int(await conn.fetchval(sql, *args)))
+        rows: list[Any] | None = None
+        total: int | None = None
+        if q.sort is None and q.start_index <= 1 and few_matches(q.filter):
+            sql, args = self._flat_sql(ctx, rtype, q, count)
+            rows = list(await conn.fetch(sql, *args))
+            if len(rows) < count:
+                total = len(rows)
+            else:
+                rows = None
+        if rows is None:
+            sql, args = self._page_sql(ctx, rtype, q, count, flat=False)
+            rows = list(await conn.fetch(sql, *args))
+            if rows:
+                total = rows[0][6]
+            if rows and rows[0][0] is None:
+                rows = []  # an empty page: one row of NULLs carrying the total
+        rel = self.relations(rtype)
+        out = [_with_relations(rel, row[3], row[4], row[5]) for row in rows]
+        return Page(out, int(total) if q.want_total and total is not None else None)
+
+    def _flat_sql(
+        self, ctx: OpContext, rtype: ResourceType, q: Query, count: int
+    ) -> tuple[str, list[Any]]:
+        """``_page_sql(flat=True)``; for a query carrying a filter shape (``Query.shape``:
+        ``userName eq "<each user>"``) from the statement compiled for the first filter of
+        that shape, with the new value put in. Where the value goes is learnt by compiling
+        the shape with a second value: the statement is kept when its SQL is the same and
+        the arguments that differ hold each value as the compiler binds it (casefolded
+        unless caseExact; a valuePath binds it twice, the value index's prefix of it too,
+        which is the value itself up to ``PREFIX`` characters: longer values compile)."""
+        if q.shape is None:
+            return self._page_sql(ctx, rtype, q, count, flat=True)
+        shape, value = q.shape
+        operand = fold(value, shape.case_exact)
+        key = (shape, ctx.tenant, rtype.name, ctx.load_members, ctx.load_groups)
+        known = self._shape_sql.get(key)
+        if known is not None and len(operand) <= PREFIX:
+            sql, template, slots = known
+            args = list(template)
+            for slot in slots:
+                args[slot] = operand
+            args[-1] = count
+            return sql, args
+        sql, args = self._page_sql(ctx, rtype, q, count, flat=True)
+        if known is None and len(operand) <= PREFIX:
+            probe = dataclasses.replace(q, filter=shape.build(_SHAPE_PROBE))
+            sql2, args2 = self._page_sql(ctx, rtype, probe, count, flat=True)
+            slots = tuple(i for i, (a, b) in enumerate(zip(args, args2, strict=False)) if a != b)
+            folded = fold(_SHAPE_PROBE, shape.case_exact)
+            if (
+                sql2 == sql
+                and len(args) == len(args2)
+                and slots
+                and all(args[i] == operand and args2[i] == folded for i in slots)
+            ):
+                if len(self._shape_sql) >= _SHAPE_SQL_SIZE:
+                    self._shape_sql.clear()
+                self._shape_sql[key] = (sql, list(args), slots)
+        return sql, args
+
+    def _total_sql(
+        self, ctx: OpContext, rtype: ResourceType, flt: Filter | None
+    ) -> tuple[str, list[Any]]:
+        """A statement counting the resources of ``rtype`` matching ``flt``: the
+        trigger-kept counts (migration 0008) without a filter."""
+        if flt is None:
+            return (
+                "SELECT coalesce(sum(n), 0) FROM scimd_resource_counts"
+                " WHERE tenant = $1 AND rtype = $2",
+                [ctx.tenant, rtype.name],
+            )
+        where, _, _, params, _ = self.compile_where(ctx.tenant, rtype, flt)
+        return f"SELECT count(*) FROM scimd_resources r WHERE {where}", params
+
+    def _page_sql(
+        self, ctx: OpContext, rtype: ResourceType, q: Query, count: int, *, flat: bool
+    ) -> tuple[str, list[Any]]:
+        """The statement of ``_index_page`` and its arguments. Its rows: pk, id, sort key,
+        data, members JSON, groups JSON, total; an empty page is one row of NULLs but the
+        total (general form). ``flat``: the first page of an unsorted query without its
+        total (the caller counts the rows); PostgreSQL evaluates the relation subqueries
+        above the sort and limit, for the page's rows only."""
+        where, sk, _kind, params, _ = self.compile_where(ctx.tenant, rtype, q.filter, q.sort)
+        args = list(params)
+        rel = self.relations(rtype)
+        if flat:
+            args.append(count)
+            members, groups = _relations_json(rel, ctx, "r")
+            sql = (
+                f"SELECT r.pk, r.id, NULL::text, r.data, {members}, {groups}, NULL::bigint"
+                f" FROM scimd_resources r WHERE {where} ORDER BY r.id LIMIT ${len(args)}"
+            )
+            return sql, args
+        desc = q.sort is not None and q.sort.descending
+        sorted_ = sk is not None
+        skx = sk if sk is not None else "NULL::text"
+        args.extend((count, max(0, q.start_index - 1)))
+        limit, offset = f"${len(args) - 1}", f"${len(args)}"
+        if not q.want_total:
+            total = "NULL::bigint"
+        elif q.filter is None:
+            args.extend((ctx.tenant, rtype.name))
+            total = (
+                "(SELECT coalesce(sum(c.n), 0) FROM scimd_resource_counts c"
+                f" WHERE c.tenant = ${len(args) - 1} AND c.rtype = ${len(args)})"
+            )
+        else:
+            # The matches in the page, when that is all of them; else counted.
+            rows = "count(p.pk) OVER ()"
+            total = (
+                f"CASE WHEN {rows} < {limit} AND ({offset} = 0 OR {rows} > 0)"
+                f" THEN {offset} + {rows}"
+                f" ELSE (SELECT count(*) FROM scimd_resources r WHERE {where}) END"
+            )
+        members, groups = _relations_json(rel, ctx, "p")
+        # The data rides along with the page rows (the heap row is read for the tenant
+        # check anyway); the relations are read for the page's rows only.
+        sql = (
+            f"SELECT p.pk, p.id, p.sk, p.data, {members}, {groups}, {total}"
+            " FROM (SELECT 1) o LEFT JOIN LATERAL (SELECT q.* FROM (SELECT r.pk AS pk,"
+            f" r.id AS id, {skx} AS sk, r.tenant AS tenant, r.data AS data"
+            f" FROM scimd_resources r WHERE {where}) q"
+            f" ORDER BY {_order(sorted_, desc, reverse=False)} LIMIT {limit} OFFSET {offset}) p"
+            f" ON TRUE ORDER BY {_order(sorted_, desc, reverse=False, alias='p')}"
+        )
+        return sql, args
 
     async def _query_tx(
         self, conn: asyncpg.Connection, ctx: OpContext, rtype: ResourceType, q: Query
     ) -> Page:
-        where, sk, kind, params, n_where = self.compile_where(ctx.tenant, rtype, q.filter, q.sort)
+        """A cursor page (keyset), its neighbours and total in one transaction."""
         total: int | None = None
-        if (q.want_total or q.count <= 0) and q.filter is None:
-            # The trigger-kept counts (migration 0008), from this transaction's snapshot.
-            total = int(
-                await conn.fetchval(
-                    "SELECT coalesce(sum(n), 0) FROM scimd_resource_counts"
-                    " WHERE tenant = $1 AND rtype = $2",
-                    ctx.tenant,
-                    rtype.name,
-                )
-            )
-        elif q.want_total or q.count <= 0:
-            total = await conn.fetchval(
-                f"SELECT count(*) FROM scimd_resources r WHERE {where}", *params[:n_where]
-            )
+        if q.want_total or q.count <= 0:
+            # From this transaction's snapshot.
+            sql, args = self._total_sql(ctx, rtype, q.filter)
+            total = int(await conn.fetchval(sql, *args))
         count = max(0, min(q.count, self.capabilities.max_results))
         if count == 0:
             return Page([], total)
+        where, sk, kind, params, _ = self.compile_where(ctx.tenant, rtype, q.filter, q.sort)
         desc = q.sort is not None and q.sort.descending
         sorted_ = sk is not None
         skx = sk if sk is not None else "NULL::text"
         inner = f"SELECT r.pk AS pk, r.id AS id, {skx} AS sk FROM scimd_resources r WHERE {where}"
-        if q.paging == "index":
-            order = _order(sorted_, desc, reverse=False)
-            args = [*params, count, max(0, q.start_index - 1)]
-            rows = await conn.fetch(
-                f"SELECT q.pk, q.id, q.sk FROM ({inner}) q ORDER BY {order}"
-                f" LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}",
-                *args,
-            )
-            return Page(await self._fetch(conn, ctx, rtype, rows), total)
         ks = q.keyset
         reverse = ks is not None and ks.direction == "prev"
         args = list(params)
@@ -1246,20 +1383,21 @@ class PostgresBackend:
     ) -> list[dict[str, Any]]:
         if not rows:
             return []
-        pks = [row[0] for row in rows]
-        data = {
-            r[0]: r[1]
+        rel = self.relations(rtype)
+        members, groups = _relations_json(rel, ctx, "d")
+        found = {
+            r[0]: r
             for r in await conn.fetch(
-                "SELECT pk, data FROM scimd_resources WHERE pk = ANY($1::bigint[])", pks
+                f"SELECT d.pk, d.data, {members}, {groups} FROM scimd_resources d"
+                " WHERE d.pk = ANY($1::bigint[])",
+                [row[0] for row in rows],
             )
         }
-        rel = self.relations(rtype)
         out: list[dict[str, Any]] = []
-        for pk, rid, _ in rows:
-            resource = data.get(pk)
-            if resource is None:
-                continue
-            out.append(await self._attach(conn, ctx, rel, rid, resource))
+        for pk, _rid, _ in rows:
+            got = found.get(pk)
+            if got is not None:
+                out.append(_with_relations(rel, got[1], got[2], got[3]))
         return out
 
 
@@ -1329,14 +1467,68 @@ def _sort_value(value: Any, kind: str | None, spec: SortSpec | None) -> Any:
     return value
 
 
-def _order(sorted_: bool, desc: bool, *, reverse: bool) -> str:
+def _order(sorted_: bool, desc: bool, *, reverse: bool, alias: str = "q") -> str:
     """ORDER BY of the total order of ``scimd.query.sort`` (sort key, nulls last in both
-    directions, ties by id in the sort's direction), or its exact reverse."""
+    directions, ties by id in the sort's direction), or its exact reverse, over the
+    ``sk``/``id`` columns of ``alias``."""
+    q = alias
     if not sorted_:
-        return "q.id DESC" if reverse else "q.id"
+        return f"{q}.id DESC" if reverse else f"{q}.id"
     direction = "DESC" if desc != reverse else "ASC"
     nulls = "DESC" if reverse else "ASC"
-    return f"(q.sk IS NULL) {nulls}, q.sk {direction}, q.id {direction}"
+    return f"({q}.sk IS NULL) {nulls}, {q}.sk {direction}, {q}.id {direction}"
+
+
+def _relations_json(rel: Relations, ctx: OpContext, alias: str) -> tuple[str, str]:
+    """SQL for the members and the groups of the resource row ``alias`` (``_SQL_MEMBERS``,
+    ``_SQL_GROUPS``) as JSON arrays of arrays, NULL when there are none (or the projection
+    leaves them out: ``OpContext.load_members``/``load_groups``)."""
+    members = "NULL::text"
+    if rel.members is not None and ctx.load_members:
+        members = (
+            "(SELECT json_agg(json_build_array(m.member_id, m.member_type, m.display)"
+            f" ORDER BY m.member_id)::text FROM scimd_members m WHERE m.tenant = {alias}.tenant"
+            f" AND m.group_id = {alias}.id)"
+        )
+    groups = "NULL::text"
+    if rel.groups is not None and ctx.load_groups:
+        groups = (
+            "(SELECT json_agg(json_build_array(m.group_id, g.display) ORDER BY m.group_id)::text"
+            " FROM scimd_members m JOIN scimd_resources g ON g.tenant = m.tenant"
+            " AND g.rtype = m.grtype AND g.id = m.group_id"
+            f" WHERE m.tenant = {alias}.tenant AND m.member_id = {alias}.id)"
+        )
+    return members, groups
+
+
+def _with_relations(
+    rel: Relations, data: dict[str, Any], members: str | None, groups: str | None
+) -> dict[str, Any]:
+    """``data`` with the relations of ``_relations_json`` attached as ``_attach`` does."""
+    if members is not None and rel.members is not None:
+        data[rel.members.name] = [_member_item(*m) for m in orjson.loads(members)]
+    if groups is not None and rel.groups is not None:
+        data[rel.groups.name] = [_group_item(*g) for g in orjson.loads(groups)]
+    return data
+
+
+def _member_item(value: str, mtype: str | None, display: str | None) -> dict[str, Any]:
+    """A Group's ``members`` element from its ``scimd_members`` row."""
+    item: dict[str, Any] = {"value": value}
+    if display is not None:
+        item["display"] = display
+    if mtype is not None:
+        item["type"] = mtype
+    return item
+
+
+def _group_item(gid: str, display: str | None) -> dict[str, Any]:
+    """A User's (computed) ``groups`` element: every membership is direct."""
+    item: dict[str, Any] = {"value": gid}
+    if display is not None:
+        item["display"] = display
+    item["type"] = "direct"
+    return item
 
 
 def _keyset_cond(sorted_: bool, desc: bool, kind: str | None, ks: Keyset, args: list[Any]) -> str:

@@ -40,12 +40,22 @@ from scimd.store.sqlcommon import (
     fold,
     iter_nodes,
     path_key,
+    selectivity_rank,
     value_path_driver,
 )
 from scimd.store.sqlcommon import is_id as _is_id
 from scimd.store.sqlcommon import next_prefix as _next_prefix
 
-__all__ = ["FALSE", "PREFIX", "TRUE", "PgFilterCompiler", "like_escape", "needed_keys", "sort_expr"]
+__all__ = [
+    "FALSE",
+    "PREFIX",
+    "TRUE",
+    "PgFilterCompiler",
+    "few_matches",
+    "like_escape",
+    "needed_keys",
+    "sort_expr",
+]
 
 TRUE = "TRUE"
 FALSE = "FALSE"
@@ -62,6 +72,32 @@ def _prefix(column: str) -> str:
 def like_escape(text: str) -> str:
     """``text`` as a literal inside a LIKE pattern (default escape character ``\\``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def few_matches(flt: Filter | None) -> bool:
+    """Whether ``flt`` is expected to match a few resources: it has, as a conjunct, a
+    positive ``eq`` with a non-empty string on an attribute that is not one of a few
+    canonical values (``selectivity_rank`` 0 or 1: id, userName, externalId, emails.value,
+    members.value...), directly or as the driving comparison of a valuePath
+    (``emails[type eq "work"].value eq "x"``). Only a guess that picks a statement: the
+    answer does not depend on it."""
+    if isinstance(flt, And):
+        return few_matches(flt.left) or few_matches(flt.right)
+    if isinstance(flt, ValuePath):
+        outer = flt.path.defn
+        if outer is not None and outer.parent is not None:
+            outer = outer.parent
+        drive = value_path_driver(flt.filter, outer) if outer is not None else None
+        return drive is not None and _selective(drive[0], drive[1])
+    if isinstance(flt, Comparison) and flt.op == "eq" and flt.path.defn is not None:
+        return _selective(flt.path.defn, flt.value)
+    return False
+
+
+def _selective(defn: AttributeDef, value: Value) -> bool:
+    if not isinstance(value, str) or value == "" or defn.is_complex:
+        return False
+    return _is_id(defn) or selectivity_rank(defn) <= 1
 
 
 def needed_keys(rtype: ResourceType, flt: Filter | None, sort: AttrPath | None) -> set[str]:
