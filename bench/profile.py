@@ -7,13 +7,18 @@ request (``time.thread_time``: steady even on a busy machine, unlike req/s) and,
 with ``--cprofile``, the functions that use it.
 
     python -m bench.profile [--scenario get|username|emails|list] [--users 2000]
-                            [--requests 20000] [--cprofile] [--top 40]
+                            [--requests 20000] [--cprofile] [--top 40] [--store DIR]
+
+``--store DIR`` keeps the seeded store in DIR (created if missing) and reuses it on the next
+run, so several scenarios can be profiled against 100,000 users seeded once (over HTTP, like
+``make bench``, so the stored resources are what a client creates).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import pstats
 import subprocess
@@ -79,7 +84,11 @@ async def _serve(args: argparse.Namespace) -> None:
     from scimd.app import create_app
     from scimd.config import load_config
 
-    with tempfile.TemporaryDirectory(prefix="scimd-profile-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.store:
+            tmp = args.store  # made by main()
+        else:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="scimd-profile-"))
         port = free_port()
         config = Path(tmp) / "profile.toml"
         config.write_text(
@@ -106,11 +115,16 @@ async def _serve(args: argparse.Namespace) -> None:
         base = f"http://{HOST}:{port}/scim/v2"
         headers = {"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON}
         try:
+            kept = Path(tmp) / "ids.json"
             if bare:
                 ids = ["2819c223"]
+            elif args.store and kept.exists():
+                ids = orjson.loads(kept.read_bytes())
             else:
                 async with aiohttp.ClientSession() as session:
                     ids = await seed(session, base, headers, args.users, "u")
+                if args.store:
+                    kept.write_bytes(orjson.dumps(ids))
             cmd = [sys.executable, "-m", "bench.profile", "--client", "--base", base]
             cmd += ["--token", token, "--scenario", args.scenario]
             cmd += ["--requests", str(args.requests)]
@@ -148,10 +162,13 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=20000)
     p.add_argument("--cprofile", action="store_true")
     p.add_argument("--top", type=int, default=40)
+    p.add_argument("--store", help="keep the seeded store in this directory and reuse it")
     p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--base", help=argparse.SUPPRESS)
     p.add_argument("--token", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.store and not args.client:
+        Path(args.store).mkdir(parents=True, exist_ok=True)
     asyncio.run(_client(args) if args.client else _serve(args))
 
 

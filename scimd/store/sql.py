@@ -47,6 +47,7 @@ from scimd.store.sqlcommon import (
     fold,
     iter_nodes,
     path_key,
+    selectivity_rank,
     value_path_driver,
 )
 from scimd.store.sqlcommon import has_value as _present
@@ -102,16 +103,34 @@ class FilterCompiler:
         self.relations = relations
         self.path_id = path_id
         self.substring = substring
-        self.params: dict[str, Any] = {}
+        self.params: dict[str, Any] = {"tenant": tenant, "rtype": rtype.name}
+        """Every bound value by name, ``tenant`` and ``rtype`` included."""
+        self._bound: dict[tuple[type, Any], str] = {
+            (str, tenant): ":tenant",
+            (str, rtype.name): ":rtype",
+        }
         self._alias = 0
 
     # -- helpers
 
     def _p(self, value: Any) -> str:
-        """Bind ``value``; returns its (named, so order-independent) placeholder."""
-        name = f"p{len(self.params)}"
-        self.params[name] = value
-        return ":" + name
+        """Bind ``value``; returns its (named, so order-independent) placeholder. Equal
+        values of one type share one placeholder: sqlite3 looks every named parameter up
+        by name on each execution, so a statement that names fewer runs faster."""
+        key = (type(value), value)
+        name = self._bound.get(key)
+        if name is None:
+            name = f":p{len(self.params)}"
+            self.params[name[1:]] = value
+            self._bound[key] = name
+        return name
+
+    def bind_all(self, params: dict[str, Any]) -> None:
+        """Take over the parameters of an earlier compilation (``params``), so that what
+        this compiler compiles next can run in one statement with it."""
+        for name, value in params.items():
+            self.params[name] = value
+            self._bound.setdefault((type(value), value), ":" + name)
 
     def _new_alias(self, prefix: str) -> str:
         self._alias += 1
@@ -286,6 +305,73 @@ class FilterCompiler:
 
     def _driver(self, node: Filter, outer: AttributeDef) -> tuple[AttributeDef, Value] | None:
         return value_path_driver(node, outer)
+
+    # -- entry rows
+
+    def entry_row(self, node: Filter) -> tuple[str, str] | None:
+        """``(alias, condition)`` when ``node`` is one lookup in the value index: ``eq`` on
+        a stored attribute (``emails.value eq "x"``, ``externalId eq "x"``) or a valuePath
+        entered through an ``eq`` on one of its sub-attributes
+        (``emails[type eq "work"].value eq "x"``), either on a value that is probably
+        selective (``selectivity_rank`` 0 or 1: not ``type``, not a boolean).
+
+        The condition holds over ``attr_values <alias>`` for exactly one row per resource
+        ``node`` matches: the first (by rowid) of its rows with the compared value whose
+        element satisfies the whole valuePath filter. A page can then join that row to its
+        resource (``resources r ON r.pk = <alias>.pk``) instead of building the IN list of
+        ``compile``, with no duplicate resources. None: use ``compile``."""
+        inner: Filter | None = None
+        outer: AttributeDef | None = None
+        drive: tuple[AttributeDef, Value] | None = None
+        if isinstance(node, ValuePath):
+            outer = self._defn(node.path)
+            if outer.parent is not None:
+                outer = outer.parent
+            if not outer.is_complex or self.relations.owner(outer) is not None:
+                return None
+            drive = self._driver(node.filter, outer)
+            if drive is None:
+                return None
+            target, value = drive
+            inner = node.filter
+        elif isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
+            target, value = self._defn(node.path), node.value
+            if target.is_complex or _is_id(target) or self.relations.owner(target) is not None:
+                return None
+        else:
+            return None
+        if selectivity_rank(target) > 1:
+            return None
+        pid = self.path_id(path_key(target))
+        if pid is None:
+            return None
+
+        def rows(alias: str) -> str | None:
+            """Rows of ``alias`` holding the value (in an element matching the filter)."""
+            cond = self._cond(target, "eq", value, f"{alias}.v_text", f"{alias}.v_num")
+            if cond is None:
+                return None
+            sql = f"{alias}.path = {self._p(pid)} AND {cond}"
+            if inner is not None and outer is not None:
+                sql += f" AND {self._node(inner, _ValueElem(alias, outer, drive))}"
+            return sql
+
+        alias = self._new_alias("e")
+        head = (
+            f"{alias}.tenant = {self._p(self.tenant)}"
+            f" AND {alias}.rtype = {self._p(self.rtype.name)}"
+        )
+        mine = rows(alias)
+        if mine is None:
+            return None
+        # A resource may hold the value in several rows (two elements, a multi-valued
+        # sub-attribute): only the first one stands for it.
+        first = self._new_alias("e")
+        earlier = rows(first)
+        return alias, (
+            f"{head} AND {mine} AND NOT EXISTS (SELECT 1 FROM attr_values {first}"
+            f" WHERE {first}.pk = {alias}.pk AND {first}.rowid < {alias}.rowid AND {earlier})"
+        )
 
 
 class _Elem(ABC):

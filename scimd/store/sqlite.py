@@ -106,6 +106,11 @@ _SHAPE_SQL_SIZE = 256
 
 _SHAPE_PROBE = "scimd-shape-probe"
 
+_UNORDERED_ROWS = 2
+"""A lookup's first page (``_index_page_one_statement``) is first read unordered, at most
+this many rows: fewer is the whole answer (no sort needed), as many takes the ordered
+statement. Polled lookups (``emails[type eq "work"].value eq``) match one resource or none."""
+
 _T = TypeVar("_T")
 
 _DDL = (
@@ -304,7 +309,8 @@ class SQLiteBackend:
         self._inline_loop: asyncio.AbstractEventLoop | None = None
         self.inline_reads = 0
         self._shape_sql: dict[
-            tuple[Any, ...], tuple[str, dict[str, Any], tuple[str, ...], str | None, int]
+            tuple[Any, ...],
+            tuple[str, dict[str, Any], tuple[str, ...], str | None, str | None, int],
         ] = {}
         self._paths_gen = 0
         """Bumped whenever an attribute path id appears or is forgotten: a statement
@@ -1176,21 +1182,23 @@ class SQLiteBackend:
     ) -> tuple[str, str | None, dict[str, Any]]:
         """(WHERE clause over ``resources r``, sort key SQL or None, params). Public for the
         query-plan tests."""
-        c = FilterCompiler(
+        c = self._compiler(conn, tenant, rtype)
+        where = "r.tenant = :tenant AND r.rtype = :rtype"
+        if flt is not None:
+            where += " AND " + c.compile(flt)
+        sk = sort_expr(c, sort.path) if sort is not None else None
+        return where, sk, dict(c.params)
+
+    def _compiler(
+        self, conn: sqlite3.Connection, tenant: str, rtype: ResourceType
+    ) -> FilterCompiler:
+        return FilterCompiler(
             rtype,
             tenant,
             self.relations(rtype),
             self._path_reader(conn),
             self.substring.source if self.substring is not None else None,
         )
-        where = "r.tenant = :tenant AND r.rtype = :rtype"
-        if flt is not None:
-            where += " AND " + c.compile(flt)
-        sk = sort_expr(c, sort.path) if sort is not None else None
-        params = dict(c.params)
-        params["tenant"] = tenant
-        params["rtype"] = rtype.name
-        return where, sk, params
 
     async def query(self, ctx: OpContext, rtype: ResourceType, q: Query) -> Page:
         return await self._read(self._query_sync, ctx, rtype, q)
@@ -1317,22 +1325,37 @@ class SQLiteBackend:
             return None
         if q.sort is not None and self._sort_walk_path(conn, rtype, q.sort) is not None:
             return None
-        sql, params, count_sql = self._one_statement_sql(conn, ctx, rtype, q)
+        sql, params, count_sql, unordered = self._one_statement_sql(conn, ctx, rtype, q)
         offset = max(0, q.start_index - 1)
         params["limit"] = count
         params["offset"] = offset
-        rows = conn.execute(sql, params).fetchall()
         want_total = q.want_total
         total: int | None = None
-        if count_sql is not None:
-            # A filtered page that is not full tells its own total; only a full page (or
-            # an empty one past the start) counts the matches with a second statement.
-            if len(rows) < count and (rows or offset == 0):
-                total = offset + len(rows)
-            else:
-                total = int(conn.execute(count_sql, params).fetchone()[0])
-        elif rows and want_total:
-            total = rows[0][3]
+        rows: list[Any] | None = None
+        if unordered is not None and offset == 0:
+            # A lookup (``_UNORDERED_ROWS``): the first page of at most one match needs no
+            # order; more matches take the ordered statement.
+            rows = conn.execute(unordered, params).fetchall()
+            if len(rows) >= _UNORDERED_ROWS:
+                rows = None
+            elif want_total:
+                total = len(rows)
+        if rows is None:
+            rows = conn.execute(sql, params).fetchall()
+            if q.sort is None and len(rows) > 1:
+                # Unsorted pages are in id order (code point order here, BINARY in SQLite:
+                # the same order); a nested statement may hand its rows over in any order.
+                rows.sort(key=_second)
+            if count_sql is not None:
+                # A filtered page that is not full tells its own total; only a full page
+                # (or an empty one past the start) counts the matches with a second
+                # statement.
+                if len(rows) < count and (rows or offset == 0):
+                    total = offset + len(rows)
+                else:
+                    total = int(conn.execute(count_sql, params).fetchone()[0])
+            elif rows and want_total:
+                total = rows[0][3]
         if not rows:
             if total is None and q.start_index > 1 and want_total:
                 return None
@@ -1341,11 +1364,12 @@ class SQLiteBackend:
         out: list[dict[str, Any]] = []
         for _pk, _rid, _sk, _n, blob, members, groups in rows:
             resource: dict[str, Any] = orjson.loads(blob)
-            if members is not None and rel.members is not None:
+            # (``[]``: no relation rows, the common case of a User's groups)
+            if members is not None and members != "[]" and rel.members is not None:
                 items = _member_items(orjson.loads(members))
                 if items:
                     resource[rel.members.name] = items
-            if groups is not None and rel.groups is not None:
+            if groups is not None and groups != "[]" and rel.groups is not None:
                 items = _group_items(orjson.loads(groups))
                 if items:
                     resource[rel.groups.name] = items
@@ -1354,10 +1378,11 @@ class SQLiteBackend:
 
     def _one_statement_sql(
         self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
-    ) -> tuple[str, dict[str, Any], str | None]:
+    ) -> tuple[str, dict[str, Any], str | None, str | None]:
         """The statement of ``_index_page_one_statement``, its parameters (without
-        ``limit``/``offset``) and, for a filtered page that wants its total, the statement
-        counting the matches.
+        ``limit``/``offset``), for a filtered page that wants its total, the statement
+        counting the matches, and for a lookup (``FilterCompiler.entry_row``) the unordered
+        statement that answers a first page of at most one match (``_UNORDERED_ROWS``).
 
         A query carrying a filter shape (``Query.shape``: ``userName eq "<each user>"``)
         reuses the statement compiled for the first filter of that shape: only the compared
@@ -1371,18 +1396,18 @@ class SQLiteBackend:
             key = (shape[0], ctx.tenant, rtype.name, q.sort, q.want_total)
             key += (ctx.load_members, ctx.load_groups)
             known = self._shape_sql.get(key)
-            if known is not None and known[4] == self._paths_gen:
-                sql, template, slots, count_sql, _gen = known
+            if known is not None and known[5] == self._paths_gen:
+                sql, template, slots, count_sql, unordered, _gen = known
                 params = dict(template)
                 value = fold(shape[1], shape[0].case_exact)
                 for slot in slots:
                     params[slot] = value
-                return sql, params, count_sql
+                return sql, params, count_sql, unordered
         gen = self._paths_gen
-        sql, params, count_sql = self._one_statement_sql_compiled(conn, ctx, rtype, q)
+        sql, params, count_sql, unordered = self._one_statement_sql_compiled(conn, ctx, rtype, q)
         if key is not None and shape is not None:
             other = shape[0].build(_SHAPE_PROBE)
-            sql2, params2, _count = self._one_statement_sql_compiled(
+            sql2, params2, _count, _unordered = self._one_statement_sql_compiled(
                 conn, ctx, rtype, dataclasses.replace(q, filter=other)
             )
             slots = tuple(k for k in params if params[k] != params2.get(k))
@@ -1397,13 +1422,20 @@ class SQLiteBackend:
             ):
                 if len(self._shape_sql) >= _SHAPE_SQL_SIZE:
                     self._shape_sql.clear()
-                self._shape_sql[key] = (sql, dict(params), slots, count_sql, gen)
-        return sql, params, count_sql
+                self._shape_sql[key] = (sql, dict(params), slots, count_sql, unordered, gen)
+        return sql, params, count_sql, unordered
 
     def _one_statement_sql_compiled(
         self, conn: sqlite3.Connection, ctx: OpContext, rtype: ResourceType, q: Query
-    ) -> tuple[str, dict[str, Any], str | None]:
+    ) -> tuple[str, dict[str, Any], str | None, str | None]:
         where, sk, params = self.compile_where(conn, ctx.tenant, rtype, q.filter, q.sort)
+        flat = q.sort is None and _at_most_one(q.filter)
+        entry = None
+        if q.sort is None and q.filter is not None and not flat:
+            c = self._compiler(conn, ctx.tenant, rtype)
+            c.bind_all(params)
+            entry = c.entry_row(q.filter)
+            params = dict(c.params)
         desc = q.sort is not None and q.sort.descending
         order = _order(sk is not None, desc, reverse=False)
         count_sql: str | None = None
@@ -1415,33 +1447,56 @@ class SQLiteBackend:
             total = "NULL"
             count_sql = f"SELECT count(*) FROM resources r WHERE {where}"
         rel = self.relations(rtype)
-        # The relations as JSON arrays, correlated on the id column of the outer query
-        # (``r.id`` in the flat statement below, ``p.id`` in the nested one).
-        flat = q.sort is None and _at_most_one(q.filter)
-        rid = "r.id" if flat else "p.id"
-        members = "NULL"
-        if rel.members is not None and ctx.load_members:
-            members = _JSON_MEMBERS.format(rid=rid)
-        groups = "NULL"
-        if rel.groups is not None and ctx.load_groups:
-            groups = _JSON_GROUPS.format(rid=rid)
+
+        def relations(rid: str) -> str:
+            """The relations as JSON arrays, correlated on the outer query's id column."""
+            members = "NULL"
+            if rel.members is not None and ctx.load_members:
+                members = _JSON_MEMBERS.format(rid=rid)
+            groups = "NULL"
+            if rel.groups is not None and ctx.load_groups:
+                groups = _JSON_GROUPS.format(rid=rid)
+            return f"{members}, {groups}"
+
         if flat:
             # ``userName eq`` (what Okta and Entra poll with), ``id eq``: a unique index
             # holds at most one match, so there is nothing to order and the total is the
             # row count: one flat statement, as cheap as a GET.
             sql = (
-                f"SELECT r.pk, r.id, NULL, NULL, r.data, {members}, {groups}"
+                f"SELECT r.pk, r.id, NULL, NULL, r.data, {relations('r.id')}"
                 f" FROM resources r WHERE {where} LIMIT :limit OFFSET :offset"
             )
-            return sql, params, count_sql
+            return sql, params, count_sql, None
+        if entry is not None:
+            # ``emails[type eq "work"].value eq``, ``externalId eq``: the page joins each
+            # matching resource's one entry row of the value index to the resource (no IN
+            # list), sorts just (pk, id) and reads the data and relations of the page's rows
+            # only (``_index_page_one_statement`` orders an unsorted page by id anyway).
+            # A first page tries the unordered statement first: the same rows, flat, at
+            # most _UNORDERED_ROWS of them; fewer is the whole answer, in any order.
+            alias, cond = entry
+            rows = (
+                f"FROM attr_values {alias} JOIN resources r ON r.pk = {alias}.pk WHERE {cond}"
+                f" AND r.tenant = :tenant AND r.rtype = :rtype"
+            )
+            sql = (
+                f"SELECT p.pk, p.id, NULL, NULL, (SELECT d.data FROM resources d WHERE"
+                f" d.pk = p.pk), {relations('p.id')} FROM (SELECT r.pk AS pk, r.id AS id"
+                f" {rows} ORDER BY r.id LIMIT :limit OFFSET :offset) p"
+            )
+            unordered = (
+                f"SELECT r.pk, r.id, NULL, NULL, r.data, {relations('r.id')} {rows}"
+                f" LIMIT {_UNORDERED_ROWS}"
+            )
+            return sql, params, count_sql, unordered
         skx = sk if sk is not None else "NULL"
         sql = (
             f"SELECT p.pk, p.id, p.sk, p.n, (SELECT d.data FROM resources d WHERE d.pk = p.pk),"
-            f" {members}, {groups} FROM (SELECT pk, id, sk, {total} AS n FROM"
+            f" {relations('p.id')} FROM (SELECT pk, id, sk, {total} AS n FROM"
             f" (SELECT r.pk AS pk, r.id AS id, {skx} AS sk FROM resources r WHERE {where})"
             f" ORDER BY {order} LIMIT :limit OFFSET :offset) p ORDER BY {order}"
         )
-        return sql, params, count_sql
+        return sql, params, count_sql, None
 
     def _sorted_page(
         self,
@@ -1674,6 +1729,10 @@ def _group_items(rows: list[list[Any]]) -> list[dict[str, Any]]:
 
 def _first(row: list[Any]) -> Any:
     return row[0]
+
+
+def _second(row: Sequence[Any]) -> Any:
+    return row[1]
 
 
 def _sort_type(spec: SortSpec) -> str | None:
