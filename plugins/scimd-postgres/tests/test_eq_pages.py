@@ -229,19 +229,17 @@ async def _page(backend: PostgresBackend, rtype: ResourceType, text: str) -> lis
 async def test_an_eq_lookup_is_one_statement_without_a_transaction(
     backend: PostgresBackend,
 ) -> None:
-    """No BEGIN/COMMIT, no count, no per-resource relation query: one round trip (the
-    backend's pool has one connection here, so its log is every statement sent)."""
+    """No BEGIN/COMMIT, no count, no per-resource relation query: one round trip, on the
+    lookup pool (both pools have one connection here, so their logs are every statement
+    sent)."""
     await _seed(backend)
     users = _rtype(backend, "User")
-    sent: list[str] = []
-
-    def log(record: Any) -> None:
-        sent.append(record.query)
-
-    assert backend.pool is not None
-    async with backend.pool.acquire() as conn:
-        assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
-        conn.add_query_logger(log)
+    sent: list[tuple[str, str]] = []
+    for name, pool in (("main", backend.pool), ("lookup", backend.lookup_pool)):
+        assert pool is not None
+        async with pool.acquire() as conn:
+            assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
+            conn.add_query_logger(lambda record, name=name: sent.append((name, record.query)))
     for text in (
         'userName eq "alice"',
         'emails[type eq "work"].value eq "alice@work.example"',
@@ -250,9 +248,39 @@ async def test_an_eq_lookup_is_one_statement_without_a_transaction(
         sent.clear()
         page = await backend.query(CTX, users, Query(filter=parse_filter(text, users)))
         assert page.total_results == len(page.resources)
-        statements = [q for q in sent if "pg_advisory_unlock_all" not in q]
+        statements = [(n, q) for n, q in sent if "pg_advisory_unlock_all" not in q]
         assert len(statements) == 1, statements
-        assert "count(" not in statements[0]
+        assert statements[0][0] == "lookup"
+        assert "count(" not in statements[0][1]
+
+
+async def test_polled_lookups_run_on_a_generic_plan(backend: PostgresBackend) -> None:
+    """The statement of a polled shape (``userName eq "<each user>"``) is planned once:
+    PostgreSQL's own choice may replan it on every execution (0.4 ms of planning for a
+    0.1 ms lookup at a million users), so the lookup connections force the generic plan;
+    the other connections keep PostgreSQL's choice."""
+    from scimd.query.filter_cache import FilterCache
+
+    await _seed(backend)
+    users = _rtype(backend, "User")
+    cache = FilterCache()
+    for name in [*EMAILS, *EMAILS]:  # more than the five custom plans PostgreSQL tries
+        flt, shape = cache.parse_shaped(f'userName eq "{name}"', users)
+        assert shape is not None
+        page = await backend.query(CTX, users, Query(filter=flt, shape=shape))
+        assert [r["userName"] for r in page.resources] == [name]
+    assert backend.lookup_pool is not None and backend.pool is not None
+    async with backend.lookup_pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        plans = await conn.fetch(
+            "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE '%FROM scimd_resources r WHERE%'"
+        )
+    assert plans, "no lookup statement on the lookup connection"
+    assert sum(p["generic_plans"] for p in plans) >= 2 * len(EMAILS), plans
+    assert all(p["custom_plans"] == 0 for p in plans), plans
+    async with backend.pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
 
 
 @pytest.mark.parametrize(
