@@ -248,10 +248,32 @@ async def test_an_eq_lookup_is_one_statement_without_a_transaction(
         sent.clear()
         page = await backend.query(CTX, users, Query(filter=parse_filter(text, users)))
         assert page.total_results == len(page.resources)
-        statements = [(n, q) for n, q in sent if "pg_advisory_unlock_all" not in q]
-        assert len(statements) == 1, statements
-        assert statements[0][0] == "lookup"
-        assert "count(" not in statements[0][1]
+        # Not even the pool's reset query: the lookup pool does not need one.
+        assert len(sent) == 1, sent
+        assert sent[0][0] == "lookup"
+        assert "count(" not in sent[0][1]
+
+
+async def test_get_by_id_is_one_statement_on_the_lookup_pool(backend: PostgresBackend) -> None:
+    """GET by id: the resource and its groups in one round trip, no transaction, no reset
+    query on release; a missing id is still 404."""
+    from scimd.errors import NotFound
+
+    stored = await _seed(backend)
+    users = _rtype(backend, "User")
+    sent: list[tuple[str, str]] = []
+    for name, pool in (("main", backend.pool), ("lookup", backend.lookup_pool)):
+        assert pool is not None
+        async with pool.acquire() as conn:
+            assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
+            conn.add_query_logger(lambda record, name=name: sent.append((name, record.query)))
+    alice = stored["alice"]
+    sent.clear()  # the main pool's reset after the acquire above
+    got = await backend.get(CTX, users, alice["id"])
+    assert got["userName"] == "alice" and got["id"] == alice["id"]
+    assert [n for n, _ in sent] == ["lookup"], sent
+    with pytest.raises(NotFound):
+        await backend.get(CTX, users, "00000000-0000-0000-0000-000000000000")
 
 
 async def test_polled_lookups_run_on_a_generic_plan(backend: PostgresBackend) -> None:
