@@ -1388,35 +1388,30 @@ class PostgresBackend:
             rows.reverse()
         next_ks: Keyset | None = None
         prev_ks: Keyset | None = None
+        # The page's other link (previous going forward, next going back) exists when a
+        # row lies beyond its edge row: asked in the statement that reads the page's data.
+        probe: Keyset | None = None
         if rows:
             first = Keyset(_sort_value(rows[0][2], kind, q.sort), rows[0][1], "prev")
             last = Keyset(_sort_value(rows[-1][2], kind, q.sort), rows[-1][1], "next")
             if reverse:
                 prev_ks = first if more else None
-                beyond = await self._exists_beyond(conn, inner, sorted_, desc, kind, last, params)
-                next_ks = last if beyond else None
+                probe = last
             else:
                 next_ks = last if more else None
-                if ks is not None and await self._exists_beyond(
-                    conn, inner, sorted_, desc, kind, first, params
-                ):
-                    prev_ks = first
-        return Page(await self._fetch(conn, ctx, rtype, rows), total, next_ks, prev_ks)
-
-    async def _exists_beyond(
-        self,
-        conn: asyncpg.Connection,
-        inner: str,
-        sorted_: bool,
-        desc: bool,
-        kind: str | None,
-        ks: Keyset,
-        params: list[Any],
-    ) -> bool:
-        args = list(params)
-        cond = _keyset_cond(sorted_, desc, kind, ks, args)
-        row = await conn.fetchval(f"SELECT 1 FROM ({inner}) q WHERE {cond} LIMIT 1", *args)
-        return row is not None
+                probe = first if ks is not None else None
+        beyond_sql: tuple[str, list[Any]] | None = None
+        if probe is not None:
+            beyond_args = list(params)
+            cond = _keyset_cond(sorted_, desc, kind, probe, beyond_args)
+            beyond_sql = (f"EXISTS (SELECT 1 FROM ({inner}) q WHERE {cond})", beyond_args)
+        resources, beyond = await self._fetch(conn, ctx, rtype, rows, beyond_sql)
+        if probe is not None and beyond:
+            if reverse:
+                next_ks = probe
+            else:
+                prev_ks = probe
+        return Page(resources, total, next_ks, prev_ks)
 
     async def _fetch(
         self,
@@ -1424,17 +1419,23 @@ class PostgresBackend:
         ctx: OpContext,
         rtype: ResourceType,
         rows: Sequence[Any],
-    ) -> list[dict[str, Any]]:
+        beyond: tuple[str, list[Any]] | None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The data and relations of a cursor page's rows, in their order, and the value
+        of the ``beyond`` condition (``(sql, its arguments)``, an uncorrelated EXISTS
+        run once) in the same round trip."""
         if not rows:
-            return []
+            return [], False
         rel = self.relations(rtype)
         members, groups = _relations_json(rel, ctx, "d")
+        exists, args = beyond if beyond is not None else ("FALSE", [])
+        args = [*args, [row[0] for row in rows]]
         found = {
             r[0]: r
             for r in await conn.fetch(
-                f"SELECT d.pk, d.data, {members}, {groups} FROM scimd_resources d"
-                " WHERE d.pk = ANY($1::bigint[])",
-                [row[0] for row in rows],
+                f"SELECT d.pk, d.data, {members}, {groups}, {exists} FROM scimd_resources d"
+                f" WHERE d.pk = ANY(${len(args)}::bigint[])",
+                *args,
             )
         }
         out: list[dict[str, Any]] = []
@@ -1442,7 +1443,7 @@ class PostgresBackend:
             got = found.get(pk)
             if got is not None:
                 out.append(_with_relations(rel, got[1], got[2], got[3]))
-        return out
+        return out, any(r[4] for r in found.values())
 
 
 async def _import_keys(
