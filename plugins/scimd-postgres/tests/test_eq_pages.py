@@ -226,6 +226,19 @@ async def _page(backend: PostgresBackend, rtype: ResourceType, text: str) -> lis
     return page.resources
 
 
+async def _statement_log(backend: PostgresBackend) -> list[tuple[str, str]]:
+    """A list that receives ``(pool, SQL)`` for every statement either pool sends (each
+    pool has one connection in these tests); cleared once the loggers are attached."""
+    sent: list[tuple[str, str]] = []
+    for name, pool in (("main", backend.pool), ("lookup", backend.lookup_pool)):
+        assert pool is not None
+        async with pool.acquire() as conn:
+            assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
+            conn.add_query_logger(lambda record, name=name: sent.append((name, record.query)))
+    sent.clear()  # the main pool's reset after the acquire above
+    return sent
+
+
 async def test_an_eq_lookup_is_one_statement_without_a_transaction(
     backend: PostgresBackend,
 ) -> None:
@@ -234,12 +247,7 @@ async def test_an_eq_lookup_is_one_statement_without_a_transaction(
     sent)."""
     await _seed(backend)
     users = _rtype(backend, "User")
-    sent: list[tuple[str, str]] = []
-    for name, pool in (("main", backend.pool), ("lookup", backend.lookup_pool)):
-        assert pool is not None
-        async with pool.acquire() as conn:
-            assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
-            conn.add_query_logger(lambda record, name=name: sent.append((name, record.query)))
+    sent = await _statement_log(backend)
     for text in (
         'userName eq "alice"',
         'emails[type eq "work"].value eq "alice@work.example"',
@@ -261,14 +269,8 @@ async def test_get_by_id_is_one_statement_on_the_lookup_pool(backend: PostgresBa
 
     stored = await _seed(backend)
     users = _rtype(backend, "User")
-    sent: list[tuple[str, str]] = []
-    for name, pool in (("main", backend.pool), ("lookup", backend.lookup_pool)):
-        assert pool is not None
-        async with pool.acquire() as conn:
-            assert isinstance(conn, asyncpg.pool.PoolConnectionProxy)
-            conn.add_query_logger(lambda record, name=name: sent.append((name, record.query)))
+    sent = await _statement_log(backend)
     alice = stored["alice"]
-    sent.clear()  # the main pool's reset after the acquire above
     got = await backend.get(CTX, users, alice["id"])
     assert got["userName"] == "alice" and got["id"] == alice["id"]
     assert [n for n, _ in sent] == ["lookup"], sent
