@@ -15,6 +15,8 @@ from scimd_postgres.testing import PostgresCluster, postgres_cluster
 
 from scimd.backend import Backend
 from scimd.plugins import PluginManager
+from scimd.schema.loader import load_registry
+from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.settings import Settings, StateSettings, StorageSettings
 from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings, start_scim
 
@@ -63,6 +65,19 @@ def postgres_sections(dsn: str) -> dict[str, Any]:
         ),
         "state": StateSettings(backend="postgres", options={"dsn": dsn, "max_pool": 2}),
     }
+
+
+@pytest.fixture
+def registry() -> SchemaRegistry:
+    """The built-in schemas (RFC 7643 User, Group, EnterpriseUser)."""
+    return load_registry()
+
+
+@pytest.fixture
+def users(registry: SchemaRegistry) -> ResourceType:
+    rt = registry.resource_type("User")
+    assert rt is not None
+    return rt
 
 
 @pytest.fixture

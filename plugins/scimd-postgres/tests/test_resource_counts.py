@@ -12,27 +12,15 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 import pytest
-from scimd_postgres.backend import PostgresBackend
 from scimd_postgres.migrations import _VERSION_TABLE, MIGRATIONS, migrate
 
-from scimd.backend import BackendEnv, OpContext, Query
-from scimd.schema.loader import load_registry
+from scimd.backend import OpContext, Query
 from scimd.schema.model import ResourceType, SchemaRegistry
+
+from ._backend import open_backend
 
 T = OpContext("default", "test", "r1")
 ACME = OpContext("acme", "test", "r2")
-
-
-@pytest.fixture
-def registry() -> SchemaRegistry:
-    return load_registry()
-
-
-@pytest.fixture
-def users(registry: SchemaRegistry) -> ResourceType:
-    rt = registry.resource_type("User")
-    assert rt is not None
-    return rt
 
 
 @pytest.fixture
@@ -40,14 +28,6 @@ async def conn(fresh_dsn: str) -> AsyncIterator[asyncpg.Connection]:
     c = await asyncpg.connect(fresh_dsn)
     yield c
     await c.close()
-
-
-async def _open(dsn: str, registry: SchemaRegistry, tmp_path: Path) -> PostgresBackend:
-    backend = PostgresBackend(
-        BackendEnv(options={"dsn": dsn, "max_pool": 4}, registry=registry, base_dir=tmp_path)
-    )
-    await backend.start()
-    return backend
 
 
 def _user(name: str) -> dict[str, object]:
@@ -98,8 +78,8 @@ async def test_counts_follow_creates_deletes_imports_and_concurrent_processes(
 ) -> None:
     # Two backends (two pools, so other PostgreSQL backend pids and shard rows) stand for
     # two scimd processes writing at once.
-    a = await _open(pg_dsn, registry, tmp_path)
-    b = await _open(pg_dsn, registry, tmp_path)
+    a = await open_backend(pg_dsn, registry, tmp_path, max_pool=4)
+    b = await open_backend(pg_dsn, registry, tmp_path, max_pool=4)
     conn = await asyncpg.connect(pg_dsn)
     try:
         created = await asyncio.gather(

@@ -10,39 +10,20 @@ from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
-from scimd_postgres.backend import BACKFILL_TASK, PostgresBackend
+from scimd_postgres.backend import BACKFILL_TASK
 from scimd_postgres.migrations import MIGRATIONS, migrate
 
 from scimd import errors
-from scimd.backend import BackendEnv, OpContext, Query
+from scimd.backend import OpContext, Query
 from scimd.query import parse_filter
-from scimd.schema.loader import load_registry
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.store.unique_keys import EMAIL
 from scimd.testing.unique import with_email
 
+from ._backend import open_backend
+
 T = OpContext("default", "test", "r1")
 E = OpContext("default", "test", "r2", unique_keys=frozenset({EMAIL}))
-
-
-@pytest.fixture
-def registry() -> SchemaRegistry:
-    return load_registry()
-
-
-@pytest.fixture
-def users(registry: SchemaRegistry) -> ResourceType:
-    rt = registry.resource_type("User")
-    assert rt is not None
-    return rt
-
-
-async def _open(dsn: str, registry: SchemaRegistry, tmp_path: Path) -> PostgresBackend:
-    backend = PostgresBackend(
-        BackendEnv(options={"dsn": dsn, "max_pool": 2}, registry=registry, base_dir=tmp_path)
-    )
-    await backend.start()
-    return backend
 
 
 @pytest.fixture
@@ -74,7 +55,7 @@ async def test_migration_backfills_legacy_users_oldest_owns(
     # Users stored by a scimd-postgres from before migration 0005 (no keys, a duplicate
     # email in two spellings, a non-primary duplicate), then `scimd migrate`.
     await migrate(conn)
-    backend = await _open(fresh_dsn, registry, tmp_path)
+    backend = await open_backend(fresh_dsn, registry, tmp_path, max_pool=2)
     try:
         for name, email in [("old", "Dup@Example.com"), ("b", "b@example.com")]:
             await backend.create(T, users, with_email(name, email))
@@ -86,7 +67,7 @@ async def test_migration_backfills_legacy_users_oldest_owns(
     await conn.execute("DELETE FROM scimd_unique_keys")
     await conn.execute("INSERT INTO scimd_pending_tasks (name) VALUES ($1)", BACKFILL_TASK)
 
-    migrated = await _open(fresh_dsn, registry, tmp_path)  # backfills at start
+    migrated = await open_backend(fresh_dsn, registry, tmp_path, max_pool=2)  # backfills at start
     try:
         assert await _keys(conn) == [
             ("old", "dup@example.com", False),
@@ -106,7 +87,8 @@ async def test_migration_backfills_legacy_users_oldest_owns(
             await migrated.create(E, users, with_email("third", "dup@example.com"))
     finally:
         await migrated.aclose()
-    again = await _open(fresh_dsn, registry, tmp_path)  # nothing pending: no second fill
+    # Nothing pending: no second fill.
+    again = await open_backend(fresh_dsn, registry, tmp_path, max_pool=2)
     await again.aclose()
     assert len(await _keys(conn)) == 4
 
@@ -125,7 +107,7 @@ async def test_the_layout_has_the_partial_unique_index(conn: asyncpg.Connection)
 async def test_imported_users_get_keys_shared_when_they_duplicate(
     pg_dsn: str, registry: SchemaRegistry, users: ResourceType, tmp_path: Path
 ) -> None:
-    backend = await _open(pg_dsn, registry, tmp_path)
+    backend = await open_backend(pg_dsn, registry, tmp_path, max_pool=2)
     try:
         await backend.create(T, users, with_email("stored", "ann@example.com"))
         results = await backend.import_resources(
