@@ -61,8 +61,14 @@ from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
 from scimd.store.sql import Relations, extract_values, fold, path_key
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
-from scimd_postgres.bulk import BulkMode, Encoded, RowEncoder, number, stamp
-from scimd_postgres.compiler import PREFIX, PgFilterCompiler, few_matches, sort_expr
+from scimd_postgres.bulk import VALUE_COLUMNS, BulkMode, Encoded, RowEncoder, number, stamp
+from scimd_postgres.compiler import (
+    PREFIX,
+    PgFilterCompiler,
+    few_matches,
+    searchable_by_substring,
+    sort_expr,
+)
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 
@@ -88,14 +94,16 @@ _SQL_GROUPS = (
     " WHERE m.tenant = $1 AND m.member_id = $2 ORDER BY m.group_id"
 )
 _INSERT_VALUES = (
-    "INSERT INTO scimd_attr_values (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq)"
-    " SELECT $1, t.n, $2, $3, t.path, t.elem, t.v_text, t.v_num::numeric, false"
-    " FROM unnest($4::int[], $5::int[], $6::int[], $7::text[], $8::text[])"
-    " AS t(n, path, elem, v_text, v_num)"
+    "INSERT INTO scimd_attr_values"
+    " (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq, fts)"
+    " SELECT $1, t.n, $2, $3, t.path, t.elem, t.v_text, t.v_num::numeric, false, t.fts"
+    " FROM unnest($4::int[], $5::int[], $6::int[], $7::text[], $8::text[], $9::bool[])"
+    " AS t(n, path, elem, v_text, v_num, fts)"
 )
 _INSERT_UNIQUE = (
-    "INSERT INTO scimd_attr_values (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, true)"
+    "INSERT INTO scimd_attr_values"
+    " (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq, fts)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, true, $9)"
 )
 _INSERT_MEMBERS = (
     "INSERT INTO scimd_members (tenant, grtype, group_id, member_id, member_type,"
@@ -425,9 +433,11 @@ class PostgresBackend:
         elems: list[int] = []
         texts: list[str | None] = []
         nums: list[str | None] = []
+        substr: list[bool] = []
         seen: set[tuple[int, str]] = set()
         for n, (defn, elem, v_text, v_num, original) in enumerate(rows):
             pid = self._paths[path_key(defn)]
+            fts = searchable_by_substring(defn)
             if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
                 seen.add((pid, v_text))
                 try:
@@ -441,6 +451,7 @@ class PostgresBackend:
                         elem,
                         v_text,
                         _num_text(v_num),
+                        fts,
                     )
                 except asyncpg.UniqueViolationError as exc:
                     raise _uniqueness(defn, original) from exc
@@ -450,9 +461,10 @@ class PostgresBackend:
             elems.append(elem)
             texts.append(v_text)
             nums.append(_num_text(v_num))
+            substr.append(fts)
         if ns:
             await conn.execute(
-                _INSERT_VALUES, pk, tenant, rtype.name, ns, paths, elems, texts, nums
+                _INSERT_VALUES, pk, tenant, rtype.name, ns, paths, elems, texts, nums, substr
             )
 
     async def _resolve_members(
@@ -1124,7 +1136,7 @@ class PostgresBackend:
             await conn.copy_to_table(
                 "scimd_attr_values",
                 source=_Chunks(val_rows),
-                columns=["pk", "n", "tenant", "rtype", "path", "elem", "v_text", "v_num", "uniq"],
+                columns=VALUE_COLUMNS,
             )
             if kinds_of(rtype):
                 await _import_keys(

@@ -26,12 +26,14 @@ import orjson
 
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, extract_values, path_key
+from scimd_postgres.compiler import searchable_by_substring
 
 __all__ = [
     "BULK_INDEXES",
     "BULK_LOCK",
     "BULK_MARKER",
     "PK",
+    "VALUE_COLUMNS",
     "BulkMode",
     "Encoded",
     "RowEncoder",
@@ -44,6 +46,8 @@ __all__ = [
 
 PK = b"\x01"
 """Placeholder of the primary key at the start of every encoded row."""
+VALUE_COLUMNS = ["pk", "n", "tenant", "rtype", "path", "elem", "v_text", "v_num", "uniq", "fts"]
+"""The ``scimd_attr_values`` columns of an encoded value row, in order."""
 
 _NULL = "\\N"
 
@@ -118,8 +122,8 @@ class RowEncoder:
         self.rtype = rtype
         self.paths = paths
         self._head = f"\t{copy_text(tenant)}\t{copy_text(rtype)}\t"
-        # attribute -> (path id, "\t<tenant>\t<rtype>\t<path id>\t", unique)
-        self._prefix: dict[AttributeDef, tuple[int, str, bool]] = {}
+        # attribute -> (path id, "\t<tenant>\t<rtype>\t<path id>\t", unique, "\t<fts>\n")
+        self._prefix: dict[AttributeDef, tuple[int, str, bool, str]] = {}
         self._relations: dict[ResourceType, Relations] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -134,9 +138,10 @@ class RowEncoder:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def _row_prefix(self, defn: AttributeDef) -> tuple[int, str, bool]:
+    def _row_prefix(self, defn: AttributeDef) -> tuple[int, str, bool, str]:
         pid = self.paths[path_key(defn)]
-        found = self._prefix[defn] = (pid, f"{self._head}{pid}\t", defn.uniqueness != "none")
+        end = "\tt\n" if searchable_by_substring(defn) else "\tf\n"
+        found = self._prefix[defn] = (pid, f"{self._head}{pid}\t", defn.uniqueness != "none", end)
         return found
 
     def __call__(self, rtype: ResourceType, resource: dict[str, Any]) -> Encoded:
@@ -181,9 +186,9 @@ class RowEncoder:
         prefixes = self._prefix
         for n, (defn, elem, v_text, v_num, original) in enumerate(extract_values(rtype, data, rel)):
             try:
-                pid, prefix, uniq = prefixes[defn]
+                pid, prefix, uniq, end = prefixes[defn]
             except KeyError:
-                pid, prefix, uniq = self._row_prefix(defn)
+                pid, prefix, uniq, end = self._row_prefix(defn)
             if uniq:
                 uniq = bool(v_text) and (pid, v_text) not in seen
                 if uniq:
@@ -192,7 +197,7 @@ class RowEncoder:
                     unique.append((pid, v_text, _uniqueness_message(defn, original)))
             text = _NULL if v_text is None else copy_text(v_text)
             num = _NULL if v_num is None else str(v_num)
-            lines.append(f"\x01\t{n}{prefix}{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}\n")
+            lines.append(f"\x01\t{n}{prefix}{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}{end}")
         return Encoded(rid, None, tuple(unique), resource_row, "".join(lines).encode(), raw)
 
 
@@ -202,13 +207,14 @@ BULK_LOCK = 0x5C1D_0000_0002
 """The ``pg_advisory_lock`` key held by a bulk-mode import (one at a time per database)."""
 BULK_MARKER = "bulk_import_dropped_indexes"
 """``scimd_store_meta`` key: the definitions of the indexes a bulk import dropped (JSON)."""
-BULK_INDEXES = ("scimd_attr_values_trgm", "scimd_attr_values_num", "scimd_attr_values_pk")
-"""Secondary indexes cheaper to rebuild than to maintain during a big load. Kept: the
-primary keys, the unique indexes (uniqueness stays enforced by PostgreSQL) and the prefix
-value index (the import's per-batch ``userName``/email checks are lookups in it; dropping
-it too was measured: its rebuild costs PostgreSQL as much CPU as maintaining it during
-the load, about 2.5 s per million value rows either way, and concurrent ``eq`` queries
-would scan meanwhile)."""
+BULK_INDEXES = ("scimd_attr_values_trgm",)
+"""Secondary indexes cheaper to rebuild than to maintain during a big load: the trigram
+index (maintained, it cost PostgreSQL about twice its rebuild). Kept: the primary keys,
+the unique indexes (uniqueness stays enforced by PostgreSQL), the prefix value index (the
+import's per-batch ``userName``/email checks are lookups in it; its rebuild costs about
+as much as maintaining it, and concurrent ``eq`` queries would scan meanwhile) and the
+number index (mostly appends: cheaper maintained than rebuilt from a scan of every row).
+Measured on 100,000 bench users (2,000,000 value rows): bench/RESULTS.md."""
 BULK_MIN_RECORDS = 50_000
 """``--bulk`` unset: bulk mode for files of at least this many records and at least a
 quarter of the resources already stored."""

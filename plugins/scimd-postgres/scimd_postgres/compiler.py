@@ -54,6 +54,7 @@ __all__ = [
     "few_matches",
     "like_escape",
     "needed_keys",
+    "searchable_by_substring",
     "sort_expr",
 ]
 
@@ -67,6 +68,14 @@ PREFIX = 200
 
 def _prefix(column: str) -> str:
     return f"left({column}, {PREFIX})"
+
+
+def searchable_by_substring(defn: AttributeDef) -> bool:
+    """The ``fts`` column of a value row of ``defn``: whether ``co``/``sw``/``ew`` can match
+    it, i.e. whether it belongs in the trigram index (``WHERE fts``, migration 0009). Not
+    for dateTimes: the filter parser refuses co/sw/ew on them (400 invalidFilter) and
+    ``PgFilterCompiler.cond`` compares them as instants only."""
+    return defn.type != "dateTime"
 
 
 def like_escape(text: str) -> str:
@@ -259,10 +268,13 @@ class PgFilterCompiler:
             return self._ordered(text, sql_op, operand)
         if operand == "":
             return f"{text} IS NOT NULL"
+        # the trigram index holds the rows with fts (all rows of this attribute, which is
+        # no dateTime): the condition lets the planner use it
+        fts = f"{text[: -len('v_text')]}fts AND " if indexed else ""
         if op == "co":
             # LIKE with an escaped pattern: exact, and served by the pg_trgm GIN index
             # (migration 0003); strpos() would not be.
-            return f"{text} LIKE {self.p('%' + like_escape(operand) + '%')}::text"
+            return f"({fts}{text} LIKE {self.p('%' + like_escape(operand) + '%')}::text)"
         if op == "sw":
             if indexed and len(operand) > PREFIX:
                 return (
@@ -277,7 +289,7 @@ class PgFilterCompiler:
             col = _prefix(text) if indexed else text
             return f"({col} >= {self.p(operand)}::text AND {col} < {self.p(upper)}::text)"
         if op == "ew":
-            return f"{text} LIKE {self.p('%' + like_escape(operand))}::text"
+            return f"({fts}{text} LIKE {self.p('%' + like_escape(operand))}::text)"
         return None
 
     def _ordered(self, text: str, sql_op: str, operand: str) -> str:
@@ -328,7 +340,7 @@ class PgFilterCompiler:
         drive = value_path_driver(node.filter, outer)
         elem = _ValueElem(alias, outer, drive)
         if drive is not None:
-            # Enter through the value index (tenant, rtype, path, prefix) on the most
+            # Enter through the value index (path, prefix, tenant, rtype) on the most
             # selective positive eq of a sub-attribute; the whole filter is still checked,
             # but not that eq again (``entered_by``).
             target, value = drive
@@ -337,10 +349,15 @@ class PgFilterCompiler:
             if pid is None or cond is None:
                 return FALSE
         else:
+            # No value to enter by: each resource's elements, by its marker rows (primary
+            # key (pk, path, ...); markers have no text and are not in the value index).
             pid = self.path_id(path_key(outer))
-            cond = TRUE
             if pid is None:
                 return FALSE
+            return (
+                f"EXISTS (SELECT 1 FROM scimd_attr_values {alias} WHERE {alias}.pk = r.pk"
+                f" AND {alias}.path = {self.p(pid)} AND {self._node(node.filter, elem)})"
+            )
         return (
             f"r.pk IN (SELECT {alias}.pk FROM scimd_attr_values {alias} WHERE {alias}.tenant ="
             f" {self.tenant_p()} AND {alias}.rtype = {self.rtype_p()}"

@@ -98,8 +98,16 @@ def test_row_encoder_pickles_and_encodes_the_same(monkeypatch: pytest.MonkeyPatc
         assert first.error is None and first.rid == str(fixed)
         assert first.resource_row.startswith(bulk.PK + b"\tten\\tant\tUser\t" + str(fixed).encode())
         assert orjson.loads(first.resource) == resource
-        rows = first.value_rows.decode().splitlines()
-        assert all(row.startswith("\x01\t") and row.count("\t") == 8 for row in rows)
+        rows = [row.split("\t") for row in first.value_rows.decode().splitlines()]
+        assert all(row[0] == "\x01" and len(row) == len(bulk.VALUE_COLUMNS) for row in rows)
+        # fts (the trigram index) is false exactly for the rows of dateTime attributes
+        meta, user_name = users.lookup(None, "meta"), users.lookup(None, "userName")
+        assert meta is not None and user_name is not None
+        fts = {row[4]: row[-1] for row in rows}
+        for name in ("created", "lastModified"):
+            assert fts[str(paths[path_key(meta.sub(name))])] == "f"  # type: ignore[arg-type]
+        assert fts[str(paths[path_key(user_name)])] == "t"
+        assert sorted(set(fts.values())) == ["f", "t"]
     # a second pickle of a used encoder (its caches filled) is still small and equal
     assert pickle.loads(pickle.dumps(encoder)) == encoder  # noqa: S301
     assert len(pickle.dumps(encoder)) < len(pickle.dumps(paths)) + 200

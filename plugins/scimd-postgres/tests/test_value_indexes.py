@@ -1,0 +1,215 @@
+"""Layout version 9 (migration 0009): the value, unique and number indexes lead with the
+path id, the value index leaves out rows without text, the primary key (pk, path, elem, n)
+replaces the per-resource index, and the trigram index holds only the rows that co/sw/ew
+can match (``fts``: every attribute but dateTimes). A database stored under layout 8,
+with an interrupted bulk import's record, is upgraded in place and answers the same."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+from scimd_postgres import bulk
+from scimd_postgres.migrations import _VERSION_TABLE, MIGRATIONS, migrate
+
+from scimd.backend import OpContext, Query
+from scimd.query.evaluate import matches
+from scimd.query.parse import parse_filter
+from scimd.schema.model import ResourceType, SchemaRegistry
+from scimd.schema.validate import normalize_resource
+from scimd.store.sql import path_key
+
+from ._backend import open_backend
+
+T = OpContext("default", "test", "r1")
+
+EXPECTED_INDEXES = {
+    "scimd_attr_values_pkey": "btree (pk, path, elem, n)",
+    "scimd_attr_values_prefix": (
+        'btree (path, "left"(v_text, 200), tenant, rtype) WHERE (v_text IS NOT NULL)'
+    ),
+    "scimd_attr_values_unique": "btree (path, md5(v_text), tenant, rtype) WHERE uniq",
+    "scimd_attr_values_num": "btree (path, v_num, tenant, rtype) WHERE (v_num IS NOT NULL)",
+    "scimd_attr_values_trgm": "gin (v_text gin_trgm_ops) WHERE fts",
+}
+
+FILTERS = [
+    'userName eq "bob@example.com"',
+    'userName co "LIC"',
+    'name.familyName sw "sm"',
+    'emails.value ew "example.org"',
+    'emails[not (type eq "home")]',
+    'emails[value co "carol" or primary eq true]',
+    'meta.created gt "2000-01-01T00:00:00Z"',
+    "displayName pr and not (title pr)",
+]
+
+
+def _users() -> list[dict[str, Any]]:
+    urn = "urn:ietf:params:scim:schemas:core:2.0:User"
+    return [
+        {
+            "schemas": [urn],
+            "userName": "alice@example.com",
+            "name": {"familyName": "Smith", "givenName": "Alice"},
+            "displayName": "Alice",
+            "emails": [{"value": "alice@example.com", "type": "work", "primary": True}],
+        },
+        {
+            "schemas": [urn],
+            "userName": "bob@example.com",
+            "title": "Boss",
+            "displayName": "Bob",
+            "emails": [{"value": "bob@home.example.org", "type": "home"}],
+        },
+        {
+            "schemas": [urn],
+            "userName": "carol@example.com",
+            "name": {"familyName": "Smythe"},
+            "emails": [{"value": "carol@example.org"}, {"type": "home"}],
+        },
+    ]
+
+
+async def _index_definitions(conn: asyncpg.Connection) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scimd_attr_values'"
+    )
+    return {r[0]: r[1].split(" USING ", 1)[1] for r in rows}
+
+
+async def _answers(backend: Any, users: ResourceType) -> dict[str, set[str]]:
+    stored = (await backend.query(T, users, Query(count=100))).resources
+    got: dict[str, set[str]] = {}
+    for text in FILTERS:
+        flt = parse_filter(text, users)
+        page = await backend.query(T, users, Query(filter=flt, count=100))
+        got[text] = {r["userName"] for r in page.resources}
+        assert got[text] == {r["userName"] for r in stored if matches(flt, r)}, text
+    return got
+
+
+async def test_fresh_layout_and_fts_of_created_and_imported_rows(
+    pg_dsn: str, registry: SchemaRegistry, users: ResourceType, tmp_path: Path
+) -> None:
+    backend = await open_backend(pg_dsn, registry, tmp_path)
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await _index_definitions(conn) == EXPECTED_INDEXES
+        made = await backend.create(T, users, _users()[0])
+        (kind, imported), *_ = await backend.import_resources(T, users, _users()[1:2])
+        assert kind == "created"
+        rows = await conn.fetch(
+            "SELECT r.id, p.key, a.fts, a.v_text IS NOT NULL FROM scimd_attr_values a"
+            " JOIN scimd_resources r ON r.pk = a.pk JOIN scimd_attr_paths p ON p.id = a.path"
+        )
+        for rid in (made["id"], imported):
+            mine = {(key, fts) for r_id, key, fts, has_text in rows if r_id == rid and has_text}
+            off = {key for key, fts in mine if not fts}
+            assert off == {"urn:scimd:common:meta.created", "urn:scimd:common:meta.lastmodified"}
+            assert len(mine) > 6
+        assert {k: v for k, v in (await _answers(backend, users)).items() if v} == {
+            'userName eq "bob@example.com"': {"bob@example.com"},
+            'userName co "LIC"': {"alice@example.com"},
+            'name.familyName sw "sm"': {"alice@example.com"},
+            'emails.value ew "example.org"': {"bob@example.com"},
+            'emails[not (type eq "home")]': {"alice@example.com"},
+            'emails[value co "carol" or primary eq true]': {"alice@example.com"},
+            'meta.created gt "2000-01-01T00:00:00Z"': {"alice@example.com", "bob@example.com"},
+            "displayName pr and not (title pr)": {"alice@example.com"},
+        }
+    finally:
+        await conn.close()
+        await backend.aclose()
+
+
+async def test_layout_8_database_is_upgraded_in_place(
+    fresh_dsn: str, registry: SchemaRegistry, users: ResourceType, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(fresh_dsn)
+    locker = await asyncpg.connect(fresh_dsn)
+    try:
+        await conn.execute(_VERSION_TABLE)
+        for mig in MIGRATIONS[:8]:
+            await conn.execute(mig.sql)
+            await conn.execute(
+                "INSERT INTO scimd_schema_version (version, name) VALUES ($1, $2)",
+                mig.version,
+                mig.name,
+            )
+        # Rows as layout 8 stored them: the encoder's rows without the fts column.
+        schemas = [users.schema, users.common, *(s for s, _ in users.extensions.values())]
+        keys = sorted(
+            {path_key(d) for s in schemas for top in s.order for d in (top, *top.sub_order)}
+        )
+        paths = {
+            str(r[1]): int(r[0])
+            for r in await conn.fetch(
+                "INSERT INTO scimd_attr_paths (key) SELECT unnest($1::text[]) RETURNING id, key",
+                keys,
+            )
+        }
+        encoder = bulk.RowEncoder("default", "User", paths)
+        res_rows: list[bytes] = []
+        val_rows: list[bytes] = []
+        for pk, body in enumerate(_users(), start=1):
+            res, vals = bulk.number(encoder(users, normalize_resource(users, body)), pk)
+            res_rows.append(res)
+            val_rows += [line.rsplit(b"\t", 1)[0] + b"\n" for line in vals.splitlines()]
+        await conn.copy_to_table(
+            "scimd_resources",
+            source=io.BytesIO(b"".join(res_rows)),
+            columns=["pk", "tenant", "rtype", "id", "version", "display", "display_fold", "data"],
+        )
+        await conn.copy_to_table(
+            "scimd_attr_values",
+            source=io.BytesIO(b"".join(val_rows)),
+            columns=bulk.VALUE_COLUMNS[:-1],
+        )
+        await conn.execute("SELECT setval(pg_get_serial_sequence('scimd_resources', 'pk'), 3)")
+        # A bulk import, still running (its lock held), dropped and recorded two indexes.
+        saved = {
+            r[0]: r[1]
+            for r in await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE indexname = ANY($1::text[])",
+                ["scimd_attr_values_pk", "scimd_attr_values_trgm"],
+            )
+        }
+        assert len(saved) == 2
+        for name in saved:
+            await conn.execute(f"DROP INDEX {name}")
+        await conn.execute(
+            "INSERT INTO scimd_store_meta (key, value) VALUES ($1, $2)",
+            bulk.BULK_MARKER,
+            orjson.dumps(saved).decode(),
+        )
+        assert await locker.fetchval("SELECT pg_try_advisory_lock($1)", bulk.BULK_LOCK)
+
+        applied = await migrate(conn)
+
+        assert [m.name for m in applied] == ["value_indexes"]
+        assert await _index_definitions(conn) == EXPECTED_INDEXES
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM scimd_store_meta WHERE key = $1", bulk.BULK_MARKER
+            )
+            == 0
+        )
+        # rows stored before keep fts true (indexed as before), nothing else changed
+        assert await conn.fetchval("SELECT bool_and(fts) FROM scimd_attr_values")
+        assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values") == len(val_rows)
+        await locker.execute("SELECT pg_advisory_unlock($1)", bulk.BULK_LOCK)
+        backend = await open_backend(fresh_dsn, registry, tmp_path)
+        try:
+            got = await _answers(backend, users)
+            assert got['userName co "LIC"'] == {"alice@example.com"}
+            assert got['emails[not (type eq "home")]'] == {"alice@example.com", "carol@example.com"}
+            assert len(got['meta.created gt "2000-01-01T00:00:00Z"']) == 3
+        finally:
+            await backend.aclose()
+    finally:
+        await locker.close()
+        await conn.close()
