@@ -106,23 +106,45 @@ def _csv_row(row: dict[str, str]) -> dict[str, Any]:
     return body
 
 
-def read_lines(path: Path, fmt: str | None = None) -> Iterator[tuple[int, Any]]:
+def read_lines(
+    path: Path, fmt: str | None = None, *, raw: bool = False
+) -> Iterator[tuple[int, Any]]:
     """(line number, parsed JSON value or CSV row dict) for each input record; a line that
-    does not parse yields an exception instance instead of the value."""
+    does not parse yields an exception instance instead of the value (``parse_line``).
+
+    ``raw``: a JSON line that cannot be a Group is yielded unparsed (bytes), for a worker
+    process to parse (``_prepare_with``): the Group URN spelt out, or any ``\\u`` escape
+    (the only JSON escape that can spell a letter), keeps a line parsed here. Lines end
+    at ``\\n``, ``\\r\\n`` or ``\\r``, as when the file is read as text."""
     fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
-    with path.open(encoding="utf-8", newline="") as fh:
-        if fmt == "csv":
+    if fmt == "csv":
+        with path.open(encoding="utf-8", newline="") as fh:
             reader = csv.DictReader(fh)
             for row in reader:
                 yield reader.line_num, _csv_row(row)
-            return
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                yield number, orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                yield number, ValueError(f"not JSON: {exc}")
+        return
+    number = 0
+    with path.open("rb") as fh:
+        for chunk in fh:
+            for line in chunk.splitlines() if b"\r" in chunk else (chunk,):
+                number += 1
+                if not line.strip():
+                    continue
+                if raw and _GROUP_MARK not in line and b"\\u" not in line:
+                    yield number, line
+                else:
+                    yield number, parse_line(line)
+
+
+_GROUP_MARK = b"core:2.0:Group"  # in GROUP_URN
+
+
+def parse_line(line: bytes) -> Any:
+    """A JSON line parsed, or a ValueError saying why it is not JSON."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return ValueError(f"not JSON: {exc}")
 
 
 class _Progress:
@@ -199,6 +221,8 @@ def _prepare_with(state: dict[str, Any], items: Sequence[tuple[int, Any]]) -> li
     encoder = state["encoder"]
     out: list[_Prepared] = []
     for number, body in items:
+        if isinstance(body, bytes):  # read_lines(raw=True)
+            body = parse_line(body)
         if isinstance(body, Exception):
             out.append(_Prepared(number, error=str(body)))
             continue
@@ -553,7 +577,7 @@ async def import_file(
 
     async def load() -> None:
         pending: list[tuple[int, Any]] = []
-        for number, body in read_lines(path, fmt):
+        for number, body in read_lines(path, fmt, raw=True):
             imp.stats.lines += 1
             if not _is_group(body):
                 pending.append((number, body))

@@ -1142,8 +1142,7 @@ class PostgresBackend:
                 await _import_keys(
                     conn,
                     ctx.tenant,
-                    rtype,
-                    [(pk[0], items[i].resource) for i, pk in zip(bulk, pks, strict=True)],
+                    [(pk[0], items[i].keys) for i, pk in zip(bulk, pks, strict=True)],
                 )
         except asyncpg.UniqueViolationError as exc:
             raise Uniqueness("a unique value was taken during the import") from exc
@@ -1461,20 +1460,20 @@ class PostgresBackend:
 async def _import_keys(
     conn: asyncpg.Connection,
     tenant: str,
-    rtype: ResourceType,
-    stored: Sequence[tuple[int, bytes]],
+    stored: Sequence[tuple[int, tuple[tuple[str, str], ...]]],
 ) -> None:
-    """The derived keys of imported resources ``(pk, JSON)``: never enforced (docs/jit.md:
-    users written by ``scimd import`` get their keys, shared when they duplicate a stored
-    key or an earlier line of the batch)."""
+    """The derived keys of imported resources ``(pk, ((kind, key), ...))``, derived by the
+    encoder (``Encoded.keys``): never enforced (docs/jit.md: users written by ``scimd
+    import`` get their keys, shared when they duplicate a stored key or an earlier line of
+    the batch)."""
     pks: list[int] = []
     kinds: list[str] = []
     keys: list[str] = []
-    for pk, raw in stored:
-        for uk in derive_keys(rtype, orjson.loads(raw)):
+    for pk, derived in stored:
+        for kind, key in derived:
             pks.append(pk)
-            kinds.append(uk.kind)
-            keys.append(uk.key)
+            kinds.append(kind)
+            keys.append(key)
     if pks:
         await conn.execute(_INSERT_KEYS_BULK, tenant, pks, kinds, keys)
 

@@ -26,6 +26,7 @@ import orjson
 
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, extract_values, path_key
+from scimd.store.unique_keys import derive_keys
 from scimd_postgres.compiler import searchable_by_substring
 
 __all__ = [
@@ -95,6 +96,8 @@ class Encoded(NamedTuple):
     resource_row: bytes
     value_rows: bytes
     resource: bytes  # the normalised resource (JSON), for the one-by-one fallback
+    # (kind, key) of each derived unique key (``scimd.store.unique_keys.derive_keys``)
+    keys: tuple[tuple[str, str], ...] = ()
 
 
 def number(encoded: Encoded, pk: int) -> tuple[bytes, bytes]:
@@ -198,7 +201,9 @@ class RowEncoder:
             text = _NULL if v_text is None else copy_text(v_text)
             num = _NULL if v_num is None else str(v_num)
             lines.append(f"\x01\t{n}{prefix}{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}{end}")
-        return Encoded(rid, None, tuple(unique), resource_row, "".join(lines).encode(), raw)
+        keys = tuple((k.kind, k.key) for k in derive_keys(rtype, data))
+        value_rows = "".join(lines).encode()
+        return Encoded(rid, None, tuple(unique), resource_row, value_rows, raw, keys)
 
 
 # --------------------------------------------------------------------------- bulk mode
