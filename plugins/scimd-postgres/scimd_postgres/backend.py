@@ -71,6 +71,7 @@ from scimd_postgres.compiler import (
 )
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
+from scimd_postgres.pool import reset_plain
 
 __all__ = ["DRIVER_ERRORS", "PostgresBackend"]
 
@@ -217,15 +218,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def _reset_lookup(conn: asyncpg.Connection) -> None:
-    """Reset of a ``lookup_pool`` connection on release. asyncpg's default sends
-    ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` every time (a round
-    trip, ~0.1 ms); these connections only run single autocommit SELECTs, which leave no
-    session state behind, so only a transaction left open (never expected) is undone."""
-    if conn.is_in_transaction():
-        await conn.execute("ROLLBACK")
-
-
 class PostgresBackend:
     """The ``postgres`` backend. See the module docstring for the layout.
 
@@ -259,7 +251,8 @@ class PostgresBackend:
         self.pool: asyncpg.Pool | None = None
         self.lookup_pool: asyncpg.Pool | None = None
         """Connections for point reads only (GET by id, the flat ``eq`` lookups of
-        ``_lookup_page``): single autocommit SELECTs, on generic plans, no reset query."""
+        ``_lookup_page``): single autocommit SELECTs, on generic plans. Neither pool sends
+        a reset query on release (``scimd_postgres.pool.reset_plain``)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -273,6 +266,7 @@ class PostgresBackend:
                 max_size=self.max_pool,
                 command_timeout=self.command_timeout,
                 init=_init_connection,
+                reset=reset_plain,
             )
             # The lookups identity providers poll with (``userName eq "<each user>"``) are
             # one prepared statement that only the compared value changes. After five
@@ -290,7 +284,7 @@ class PostgresBackend:
                 command_timeout=self.command_timeout,
                 init=_init_connection,
                 server_settings={"plan_cache_mode": "force_generic_plan"},
-                reset=_reset_lookup,
+                reset=reset_plain,
             )
         except DRIVER_ERRORS as exc:
             await self.aclose()
@@ -298,9 +292,9 @@ class PostgresBackend:
                 f"Cannot connect to PostgreSQL: {exc}", retry_after=RETRY_AFTER
             ) from exc
         try:
+            if self.migrate_on_start:  # on a connection of its own: see reset_plain
+                await self.migrate()
             async with self.pool.acquire() as conn:
-                if self.migrate_on_start:
-                    await migrate(conn)
                 version = await current_version(conn)
                 if version != len(MIGRATIONS):
                     raise ServiceUnavailable(

@@ -37,6 +37,7 @@ from scimd.state.base import (
 )
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
+from scimd_postgres.pool import reset_plain
 
 __all__ = ["TOKEN_PREFIX", "PostgresStateStore", "hash_token"]
 
@@ -99,15 +100,20 @@ class PostgresStateStore:
                 min_size=self.min_pool,
                 max_size=self.max_pool,
                 command_timeout=self.command_timeout,
+                reset=reset_plain,
             )
         except DRIVER_ERRORS as exc:
             raise ServiceUnavailable(
                 f"Cannot connect to PostgreSQL: {exc}", retry_after=RETRY_AFTER
             ) from exc
         try:
-            async with self.pool.acquire() as conn:
-                if self.migrate_on_start:
+            if self.migrate_on_start:  # on a connection of its own: see reset_plain
+                conn = await asyncpg.connect(self.dsn, timeout=self.command_timeout)
+                try:
                     await migrate(conn)
+                finally:
+                    await conn.close()
+            async with self.pool.acquire() as conn:
                 version = await current_version(conn)
                 if version != len(MIGRATIONS):
                     raise ServiceUnavailable(
