@@ -360,43 +360,20 @@ async def measure(
 
 def report(results: list[Result], args: argparse.Namespace, argv: list[str], imp: str) -> str:
     by_name = {r.name: r for r in results}
-    lines = [
-        "| scenario | req/s | p50 ms | p99 ms | errors | note |",
-        "|---|---:|---:|---:|---:|---|",
-    ]
-    for r in results:
-        if not r.requests:
-            lines.append(f"| {r.name} | | | | {r.errors} | {r.note} |")
-            continue
-        lines.append(
-            f"| {r.name} | {r.rps:,.0f} | {r.pct(50):.2f} | {r.pct(99):.2f} | {r.errors} "
-            f"| {r.note} |"
-        )
-    if not results:
-        lines = []
+    lines = core.table(results) if results else []
     checks = [f"- Import: {imp} (target >= 20,000 users/s)."]
     for suffix in ("", ONE):
         get = by_name.get("GET /Users/{id}" + suffix)
-        for name in ('filter userName eq "x"', 'filter emails[type eq "work"].value eq "x"'):
+        for name in core.EQ_LOOKUPS:
             q = by_name.get(name + suffix)
             if q and get and q.requests and get.requests:
                 checks.append(
                     f"- `{name}`{suffix} p99 = {q.pct(99) / get.pct(99):.2f}x, p50 = "
                     f"{q.pct(50) / get.pct(50):.2f}x GET by id (<= 1.5x)."
                 )
-    for suffix in ("", ONE):
-        cursors = [
-            r
-            for r in results
-            if r.name.startswith("cursor page") and r.name.endswith(ONE) == (suffix == ONE)
-        ][-2:]
-        if len(cursors) == 2 and all(c.requests for c in cursors):
-            ratio = cursors[1].pct(50) / cursors[0].pct(50)
-            checks.append(f"- {cursors[1].name} p50 = {ratio:.2f}x page 1 (<= 1.2x).")
-    patches = [r for r in results if r.name.startswith("PATCH add/remove")]
-    if len(patches) == 2 and all(p.requests for p in patches):
-        ratio = patches[1].pct(50) / patches[0].pct(50)
-        checks.append(f"- {patches[1].name} p50 = {ratio:.2f}x the 10-member group (<= 2x).")
+    checks += core.cursor_check(results, False, "<= 1.2x")
+    checks += core.cursor_check(results, True, "<= 1.2x")
+    checks += core.patch_check(results, "<= 2x")
     cmd = "python -m bench.postgres " + " ".join(shlex.quote(a) for a in argv)
     return "\n".join(
         [

@@ -33,7 +33,7 @@ from scimd.query.ast import (
     ValuePath,
 )
 from scimd.query.evaluate import canonical_datetime
-from scimd.schema.model import AttributeDef, ResourceType
+from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
 from scimd.store.sqlcommon import (
     Relations,
     entered_by,
@@ -71,11 +71,19 @@ def _prefix(column: str) -> str:
 
 
 def searchable_by_substring(defn: AttributeDef) -> bool:
-    """The ``fts`` column of a value row of ``defn``: whether ``co``/``sw``/``ew`` can match
-    it, i.e. whether it belongs in the trigram index (``WHERE fts``, migration 0009). Not
-    for dateTimes: the filter parser refuses co/sw/ew on them (400 invalidFilter) and
-    ``PgFilterCompiler.cond`` compares them as instants only."""
-    return defn.type != "dateTime"
+    """The ``fts`` column of a value row of ``defn``: whether it belongs in the trigram
+    index (``WHERE fts``, migration 0009), which serves ``co``/``ew`` on it. Yes for string
+    attributes (userName, displayName, emails.value... what identity providers and people
+    search), except the server's own ``meta`` values (``resourceType``, ``version``: one
+    value repeated on every resource). No for dateTimes (the filter parser refuses
+    co/sw/ew on them), nor for references and binaries (``schemas``, ``photos.value``,
+    certificates), whose ``co``/``ew`` is answered by reading that attribute's rows in the
+    value index: the same rows, slower. Depends only on the attribute's type and place,
+    never on editable schema details (a change would leave rows behind in the wrong
+    state); every row had ``fts`` before migration 0009, which only widens the index."""
+    if defn.type != "string":
+        return False
+    return defn.schema != COMMON_SCHEMA or defn.parent is None
 
 
 def like_escape(text: str) -> str:
@@ -268,9 +276,11 @@ class PgFilterCompiler:
             return self._ordered(text, sql_op, operand)
         if operand == "":
             return f"{text} IS NOT NULL"
-        # the trigram index holds the rows with fts (all rows of this attribute, which is
-        # no dateTime): the condition lets the planner use it
-        fts = f"{text[: -len('v_text')]}fts AND " if indexed else ""
+        # the trigram index holds the rows with fts (every row of a searchable attribute):
+        # the condition lets the planner use it
+        fts = (
+            f"{text[: -len('v_text')]}fts AND " if indexed and searchable_by_substring(defn) else ""
+        )
         if op == "co":
             # LIKE with an escaped pattern: exact, and served by the pg_trgm GIN index
             # (migration 0003); strpos() would not be.

@@ -1,7 +1,8 @@
 """Layout version 9 (migration 0009): the value, unique and number indexes lead with the
 path id, the value index leaves out rows without text, the primary key (pk, path, elem, n)
-replaces the per-resource index, and the trigram index holds only the rows that co/sw/ew
-can match (``fts``: every attribute but dateTimes). A database stored under layout 8,
+replaces the per-resource index, and the trigram index holds only the rows of searchable
+attributes (``fts``: strings, but not the server's ``meta`` values; ``co``/``ew`` on the
+others read that attribute's rows in the value index). A database stored under layout 8,
 with an interrupted bulk import's record, is upgraded in place and answers the same."""
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ FILTERS = [
     'emails[not (type eq "home")]',
     'emails[value co "carol" or primary eq true]',
     'meta.created gt "2000-01-01T00:00:00Z"',
+    'schemas co "CORE:2.0:User"',
+    'meta.resourceType co "se" and externalId co "x"',
     "displayName pr and not (title pr)",
 ]
 
@@ -63,6 +66,7 @@ def _users() -> list[dict[str, Any]]:
             "userName": "bob@example.com",
             "title": "Boss",
             "displayName": "Bob",
+            "externalId": "x-bob",
             "emails": [{"value": "bob@home.example.org", "type": "home"}],
         },
         {
@@ -109,7 +113,13 @@ async def test_fresh_layout_and_fts_of_created_and_imported_rows(
         for rid in (made["id"], imported):
             mine = {(key, fts) for r_id, key, fts, has_text in rows if r_id == rid and has_text}
             off = {key for key, fts in mine if not fts}
-            assert off == {"urn:scimd:common:meta.created", "urn:scimd:common:meta.lastmodified"}
+            assert off == {
+                "urn:scimd:common:schemas",
+                "urn:scimd:common:meta.created",
+                "urn:scimd:common:meta.lastmodified",
+                "urn:scimd:common:meta.resourcetype",
+                "urn:scimd:common:meta.version",
+            }
             assert len(mine) > 6
         assert {k: v for k, v in (await _answers(backend, users)).items() if v} == {
             'userName eq "bob@example.com"': {"bob@example.com"},
@@ -119,6 +129,8 @@ async def test_fresh_layout_and_fts_of_created_and_imported_rows(
             'emails[not (type eq "home")]': {"alice@example.com"},
             'emails[value co "carol" or primary eq true]': {"alice@example.com"},
             'meta.created gt "2000-01-01T00:00:00Z"': {"alice@example.com", "bob@example.com"},
+            'schemas co "CORE:2.0:User"': {"alice@example.com", "bob@example.com"},
+            'meta.resourceType co "se" and externalId co "x"': {"bob@example.com"},
             "displayName pr and not (title pr)": {"alice@example.com"},
         }
     finally:
