@@ -9,9 +9,9 @@ from typing import Any
 from scimd_postgres.backend import PostgresBackend
 
 from scimd.backend import BackendEnv
-from scimd.schema.model import SchemaRegistry
+from scimd.schema.model import ResourceType, SchemaRegistry
 
-__all__ = ["open_backend"]
+__all__ = ["open_backend", "rtype_of"]
 
 
 async def open_backend(
@@ -24,3 +24,10 @@ async def open_backend(
     )
     await backend.start()
     return backend
+
+
+def rtype_of(backend: PostgresBackend, name: str) -> ResourceType:
+    """The resource type ``name`` of the backend's registry."""
+    rtype = backend.registry.resource_type(name)
+    assert rtype is not None
+    return rtype

@@ -11,16 +11,26 @@ from typing import Any
 
 import pytest
 import scimd_postgres.plugin
+from scimd_postgres.backend import PostgresBackend
 from scimd_postgres.testing import PostgresCluster, postgres_cluster
 
-from scimd.backend import Backend
+from scimd.backend import Backend, BackendEnv
 from scimd.plugins import PluginManager
 from scimd.schema.loader import load_registry
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.settings import Settings, StateSettings, StorageSettings
+from scimd.testing import build_contract_registry
 from tests._http_helpers import AiohttpClient, MakeScim, Scim, make_settings, start_scim
 
-__all__ = ["fresh_dsn", "make_scim", "pg_template", "plugins", "postgres_cluster", "scim"]
+__all__ = [
+    "fresh_dsn",
+    "make_scim",
+    "one_connection_backend",
+    "pg_template",
+    "plugins",
+    "postgres_cluster",
+    "scim",
+]
 
 
 @pytest.fixture(scope="session")
@@ -120,3 +130,20 @@ async def make_scim(
 async def scim(make_scim: MakeScim) -> Scim:
     """A running app on PostgreSQL with a read+write token of tenant default."""
     return await make_scim()
+
+
+@pytest.fixture
+async def one_connection_backend(fresh_dsn: str, tmp_path: Path) -> AsyncIterator[PostgresBackend]:
+    """A started backend on a new database (migrated at start, the contract suite's
+    schemas) whose pools hold one connection each: a statement logger on a pool's
+    connection sees every statement that pool sends."""
+    b = PostgresBackend(
+        BackendEnv(
+            options={"dsn": fresh_dsn, "migrate_on_start": True, "min_pool": 1, "max_pool": 1},
+            registry=build_contract_registry(tmp_path),
+            base_dir=tmp_path,
+        )
+    )
+    await b.start()
+    yield b
+    await b.aclose()

@@ -11,19 +11,18 @@ evaluator (``scimd.query.evaluate.matches``) and an explicit expectation, the ex
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from scimd_postgres.backend import PostgresBackend
 
-from scimd.backend import BackendEnv, OpContext, Query
+from scimd.backend import OpContext, Query
 from scimd.query.evaluate import matches
 from scimd.query.parse import parse_filter
 from scimd.schema.model import ResourceType
-from scimd.testing import build_contract_registry
+
+from ._backend import rtype_of
 
 CTX = OpContext(tenant="t1", principal="system", request_id="r1")
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -56,27 +55,12 @@ EMAILS: dict[str, list[dict[str, Any]]] = {
 
 
 @pytest.fixture
-async def backend(fresh_dsn: str, tmp_path: Path) -> AsyncIterator[PostgresBackend]:
-    b = PostgresBackend(
-        BackendEnv(
-            options={"dsn": fresh_dsn, "migrate_on_start": True, "min_pool": 1, "max_pool": 1},
-            registry=build_contract_registry(tmp_path),
-            base_dir=tmp_path,
-        )
-    )
-    await b.start()
-    yield b
-    await b.aclose()
-
-
-def _rtype(backend: PostgresBackend, name: str) -> ResourceType:
-    rtype = backend.registry.resource_type(name)
-    assert rtype is not None
-    return rtype
+def backend(one_connection_backend: PostgresBackend) -> PostgresBackend:
+    return one_connection_backend
 
 
 async def _seed(backend: PostgresBackend) -> dict[str, dict[str, Any]]:
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     out: dict[str, dict[str, Any]] = {}
     for name, emails in EMAILS.items():
         body: dict[str, Any] = {"schemas": [USER_URN], "userName": name, "emails": emails}
@@ -87,7 +71,7 @@ async def _seed(backend: PostgresBackend) -> dict[str, dict[str, Any]]:
 
 
 async def _names(backend: PostgresBackend, text: str, **kw: Any) -> tuple[list[str], int | None]:
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     page = await backend.query(CTX, users, Query(filter=parse_filter(text, users), **kw))
     return [r["userName"] for r in page.resources], page.total_results
 
@@ -117,7 +101,7 @@ async def test_eq_lookups_match_the_evaluator(
     backend: PostgresBackend, text: str, want: list[str]
 ) -> None:
     stored = await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     flt = parse_filter(text, users)
     reference = []
     for name, created in stored.items():
@@ -159,7 +143,7 @@ async def test_totals_when_the_page_is_full_or_past_the_first(backend: PostgresB
     assert (names, total) == (order[:2], None)
     names, total = await _names(backend, 'userName eq "nobody"', count=2, start_index=3)
     assert (names, total) == ([], 0)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     page = await backend.query(CTX, users, Query(filter=parse_filter(text, users), count=0))
     assert (page.resources, page.total_results) == ([], 5)
 
@@ -168,7 +152,7 @@ async def test_filters_matching_many_and_sorted_pages(backend: PostgresBackend) 
     """The general statement: a filter not expected to match a few (``pr``, ``sw``), a
     sorted page, no filter (the trigger-kept counts)."""
     stored = await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     all_ids = sorted(r["id"] for r in stored.values())
     by_id = {r["id"]: n for n, r in stored.items()}
     names, total = await _names(backend, "emails pr", count=4)
@@ -192,7 +176,7 @@ async def test_filters_matching_many_and_sorted_pages(backend: PostgresBackend) 
 
 async def test_pages_carry_the_relations_a_get_returns(backend: PostgresBackend) -> None:
     stored = await _seed(backend)
-    users, groups = _rtype(backend, "User"), _rtype(backend, "Group")
+    users, groups = rtype_of(backend, "User"), rtype_of(backend, "Group")
     members = [{"value": stored[n]["id"]} for n in ("alice", "bob")]
     for name in ("Admins", "Staff"):
         await backend.create(
@@ -246,7 +230,7 @@ async def test_an_eq_lookup_is_one_statement_without_a_transaction(
     lookup pool (both pools have one connection here, so their logs are every statement
     sent)."""
     await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     sent = await _statement_log(backend)
     for text in (
         'userName eq "alice"',
@@ -268,7 +252,7 @@ async def test_get_by_id_is_one_statement_on_the_lookup_pool(backend: PostgresBa
     from scimd.errors import NotFound
 
     stored = await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     sent = await _statement_log(backend)
     alice = stored["alice"]
     got = await backend.get(CTX, users, alice["id"])
@@ -286,7 +270,7 @@ async def test_polled_lookups_run_on_a_generic_plan(backend: PostgresBackend) ->
     from scimd.query.filter_cache import FilterCache
 
     await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     cache = FilterCache()
     for name in [*EMAILS, *EMAILS]:  # more than the five custom plans PostgreSQL tries
         flt, shape = cache.parse_shaped(f'userName eq "{name}"', users)
@@ -324,7 +308,7 @@ async def test_page_statements_are_index_lookups(
     serves each predicate exists; test_explain_100k.py checks the planner's free choice
     for the filters at 100,000 users)."""
     await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     q = Query(filter=parse_filter(text, users), count=count, start_index=start_index)
     assert backend.pool is not None
     for flat in (True, False):
@@ -346,7 +330,7 @@ async def test_filter_shapes_reuse_the_statement_with_each_value(
     from scimd.query.filter_cache import FilterCache
 
     stored = await _seed(backend)
-    users = _rtype(backend, "User")
+    users = rtype_of(backend, "User")
     long_name = "l" * 230 + "x"
     for name in ("Straße", long_name, "l" * 230 + "y"):
         body = {"schemas": [USER_URN], "userName": name, "emails": [{"value": f"{len(name)}@x"}]}

@@ -7,19 +7,17 @@ of their own; a transaction left open is still rolled back on release."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from scimd_postgres.backend import PostgresBackend
 from scimd_postgres.state import PostgresStateStore
 
-from scimd.backend import BackendEnv, OpContext, Query
+from scimd.backend import OpContext, Query
 from scimd.query.parse import parse_filter
-from scimd.schema.model import ResourceType
-from scimd.testing import build_contract_registry
+
+from ._backend import rtype_of
 
 CTX = OpContext(tenant="t1", principal="system", request_id="r1")
 USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
@@ -27,23 +25,8 @@ GROUP_URN = "urn:ietf:params:scim:schemas:core:2.0:Group"
 
 
 @pytest.fixture
-async def backend(fresh_dsn: str, tmp_path: Path) -> AsyncIterator[PostgresBackend]:
-    b = PostgresBackend(
-        BackendEnv(
-            options={"dsn": fresh_dsn, "migrate_on_start": True, "min_pool": 1, "max_pool": 1},
-            registry=build_contract_registry(tmp_path),
-            base_dir=tmp_path,
-        )
-    )
-    await b.start()
-    yield b
-    await b.aclose()
-
-
-def _rtype(backend: PostgresBackend, name: str) -> ResourceType:
-    rtype = backend.registry.resource_type(name)
-    assert rtype is not None
-    return rtype
+def backend(one_connection_backend: PostgresBackend) -> PostgresBackend:
+    return one_connection_backend
 
 
 async def _session_state(pool: asyncpg.Pool) -> tuple[list[str], int, bool]:
@@ -65,7 +48,7 @@ async def _session_state(pool: asyncpg.Pool) -> tuple[list[str], int, bool]:
 
 
 async def test_backend_connections_keep_no_session_state(backend: PostgresBackend) -> None:
-    users, groups = _rtype(backend, "User"), _rtype(backend, "Group")
+    users, groups = rtype_of(backend, "User"), rtype_of(backend, "Group")
     sent: list[str] = []
     assert backend.pool is not None and backend.lookup_pool is not None
     for pool in (backend.pool, backend.lookup_pool):
