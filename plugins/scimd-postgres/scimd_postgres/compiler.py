@@ -72,18 +72,18 @@ def _prefix(column: str) -> str:
 
 def searchable_by_substring(defn: AttributeDef) -> bool:
     """The ``fts`` column of a value row of ``defn``: whether it belongs in the trigram
-    index (``WHERE fts``, migration 0009), which serves ``co``/``ew`` on it. Yes for string
-    attributes (userName, displayName, emails.value... what identity providers and people
-    search), except the server's own ``meta`` values (``resourceType``, ``version``: one
-    value repeated on every resource). No for dateTimes (the filter parser refuses
-    co/sw/ew on them), nor for references and binaries (``schemas``, ``photos.value``,
-    certificates), whose ``co``/``ew`` is answered by reading that attribute's rows in the
-    value index: the same rows, slower. Depends only on the attribute's type and place,
-    never on editable schema details (a change would leave rows behind in the wrong
-    state); every row had ``fts`` before migration 0009, which only widens the index."""
-    if defn.type != "string":
-        return False
-    return defn.schema != COMMON_SCHEMA or defn.parent is None
+    index (``WHERE fts``, migration 0009), which serves ``co``/``ew`` on it; the compiler
+    asks for ``fts`` exactly when this is true. No for dateTimes (the filter parser
+    refuses co/sw/ew on them) and for the built-in common attributes but ``externalId``
+    (``schemas`` and the server's ``meta`` values, one value repeated on every resource),
+    whose ``co``/``ew`` reads that attribute's rows in the value index: the same rows,
+    slower. Yes for every other attribute. It depends only on what an operator's schema
+    edit cannot change without invalidating the stored values anyway (a dateTime is
+    stored as a canonical instant; the common schema is built in): rows written under one
+    answer are never searched under the other."""
+    if defn.schema == COMMON_SCHEMA:
+        return defn.type == "string" and defn.parent is None  # externalId (id is a column)
+    return defn.type != "dateTime"
 
 
 def like_escape(text: str) -> str:

@@ -100,7 +100,7 @@ def test_row_encoder_pickles_and_encodes_the_same(monkeypatch: pytest.MonkeyPatc
         assert orjson.loads(first.resource) == resource
         rows = [row.split("\t") for row in first.value_rows.decode().splitlines()]
         assert all(row[0] == "\x01" and len(row) == len(bulk.VALUE_COLUMNS) for row in rows)
-        # fts (the trigram index): strings, not dateTimes nor the server's meta values
+        # fts (the trigram index): not for dateTimes, schemas nor the server's meta values
         meta, user_name = users.lookup(None, "meta"), users.lookup(None, "userName")
         assert meta is not None and user_name is not None
         fts = {row[4]: row[-1] for row in rows}

@@ -10,9 +10,9 @@
 --   index, never by text; they were a quarter of its entries, all duplicates.
 -- * The primary key is (pk, path, elem, n): it also serves the per-resource lookups of
 --   the former scimd_attr_values_pk index (pk, path, elem), one index less to maintain.
--- * fts: true for the rows of searchable attributes (strings but the server's meta values;
---   scimd_postgres.compiler.searchable_by_substring): the trigram index holds only those,
---   and co/ew on other attributes read their rows in the value index. Existing rows keep
+-- * fts: false for the rows of dateTimes, schemas and the server's meta values
+--   (scimd_postgres.compiler.searchable_by_substring): the trigram index leaves them out,
+--   and co/ew on those attributes read their rows in the value index. Existing rows keep
 --   true (they stay indexed, as before).
 --
 -- Rebuilding these indexes reads the whole table once per index; on a large database run
