@@ -31,6 +31,7 @@ from scimd.errors import (
     InvalidFilter,
     InvalidSyntax,
     InvalidValue,
+    NotFound,
     PreconditionFailed,
     ScimError,
 )
@@ -363,17 +364,29 @@ class Service:
         self, ctx: OpContext, rtype: ResourceType, rid: str, *, if_match: str | None
     ) -> None:
         """DELETE (404 when absent: a second DELETE is 404). With JIT enabled, a deleted
-        User leaves a tombstone so that a later SSO login cannot silently recreate it."""
+        User leaves a tombstone, written before the delete (a 503 if it cannot be), so that
+        a later SSO login cannot silently recreate it."""
         before: dict[str, Any] | None = None
         if self.settings.jit.enabled and rtype.name == "User":
             read_ctx = dataclasses.replace(ctx, load_members=False, load_groups=False)
             with contextlib.suppress(ScimError):
                 before = await self.backend.get(read_ctx, rtype, rid)
-        await self.backend.delete(ctx, rtype, rid, if_match=if_match)
-        if before is not None:
-            from scimd.jit.service import record_tombstone
+        if before is None:
+            await self.backend.delete(ctx, rtype, rid, if_match=if_match)
+        else:
+            from scimd.jit.service import drop_tombstone, forget_deleted, record_tombstone
 
-            await record_tombstone(self.state, ctx.tenant, before)
+            # The tombstone first: no moment where the user is deleted without one.
+            tombstoned = await record_tombstone(self.state, ctx.tenant, before)
+            try:
+                await self.backend.delete(ctx, rtype, rid, if_match=if_match)
+            except NotFound:
+                raise  # deleted meanwhile by another request, which left the same tombstone
+            except BaseException:
+                if tombstoned:  # not deleted (412, an outage...): the user is alive
+                    await drop_tombstone(self.state, ctx.tenant, rid)
+                raise
+            await forget_deleted(self.state, ctx.tenant, rid)
         await self._emit("deleted", ctx, rtype, rid, ())
 
     # queries --------------------------------------------------------------------

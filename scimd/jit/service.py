@@ -29,7 +29,7 @@ import aiohttp
 import orjson
 
 from scimd.backend import OpContext
-from scimd.errors import NotFound, ScimError, Uniqueness
+from scimd.errors import NotFound, ScimError, ServiceUnavailable, Uniqueness
 from scimd.events import make_event
 from scimd.jit.caller import AuthenticatedCaller, authenticate
 from scimd.jit.config import JitCaller, JitIdp
@@ -51,7 +51,14 @@ from scimd.state.base import (
 )
 from scimd.unique_email import email_forms
 
-__all__ = ["JitResponse", "JitService", "record_tombstone", "tombstone_keys"]
+__all__ = [
+    "JitResponse",
+    "JitService",
+    "drop_tombstone",
+    "forget_deleted",
+    "record_tombstone",
+    "tombstone_keys",
+]
 
 log = logging.getLogger("scimd.jit")
 
@@ -991,13 +998,42 @@ def tombstone_keys(user: Mapping[str, Any]) -> list[str]:
     return keys
 
 
-async def record_tombstone(state: object, tenant: str, user: Mapping[str, Any]) -> None:
-    """Remember a SCIM-deleted user (called by ``Service.delete``); never raises."""
+async def record_tombstone(state: object, tenant: str, user: Mapping[str, Any]) -> bool:
+    """Remember a User that SCIM is about to delete (``Service.delete`` calls this *before*
+    the delete: a delete committed without its tombstone would let an SSO login recreate
+    the user). Returns whether one was written (False when the state store keeps none);
+    a store that fails raises ``ServiceUnavailable``, and the delete does not go ahead."""
     if not isinstance(state, JitStateStore) or not isinstance(user.get("id"), str):
-        return
+        return False
     try:
         await state.add_tombstone(tenant, str(user["id"]), tombstone_keys(user))
-        if isinstance(state, EmailMarkStore):
-            await state.clear_email_marks(tenant, str(user["id"]))
-    except Exception:
+    except ScimError:
+        raise
+    except Exception as exc:
         log.exception("could not record the tombstone of user %s", user.get("id"))
+        raise ServiceUnavailable(
+            "The state store cannot record the deleted user's tombstone; the user is not deleted"
+        ) from exc
+    return True
+
+
+async def drop_tombstone(state: object, tenant: str, user_id: str) -> None:
+    """Undo ``record_tombstone`` when the delete failed (the user still exists); never
+    raises. A tombstone left behind by a crash in between is harmless: a login finds the
+    live user first and only consults tombstones when there is none."""
+    if not isinstance(state, JitStateStore):
+        return
+    try:
+        await state.remove_tombstone(tenant, user_id)
+    except Exception:
+        log.exception("could not remove the tombstone of user %s (not deleted)", user_id)
+
+
+async def forget_deleted(state: object, tenant: str, user_id: str) -> None:
+    """After a User's delete: its email marks go; never raises."""
+    if not isinstance(state, EmailMarkStore):
+        return
+    try:
+        await state.clear_email_marks(tenant, user_id)
+    except Exception:
+        log.exception("could not clear the email marks of deleted user %s", user_id)
