@@ -192,6 +192,11 @@ def _lifecycle(runtime: Runtime) -> Callable[[web.Application], AsyncIterator[No
         await runtime.state.start()
         try:
             await runtime.backend.start()
+            # A backend sharing the state store's database records audit events in the
+            # write's own transaction (``Capabilities.events_in_transaction``).
+            attach = getattr(runtime.backend, "attach_state_store", None)
+            if attach is not None:
+                attach(runtime.state)
             try:
                 yield
             finally:

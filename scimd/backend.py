@@ -26,7 +26,7 @@ Rules every backend follows (the contract suite in ``scimd.testing`` checks them
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -36,6 +36,7 @@ from scimd.query.filter_cache import FilterShape
 
 if TYPE_CHECKING:
     from scimd.schema.model import ResourceType, SchemaRegistry
+    from scimd.state.base import Event
 
 __all__ = [
     "ALL_FILTER_OPS",
@@ -46,6 +47,7 @@ __all__ = [
     "Keyset",
     "MemberChange",
     "OpContext",
+    "Outbox",
     "Page",
     "PatchOp",
     "Query",
@@ -77,6 +79,23 @@ class OpContext:
     unique_keys: frozenset[str] = frozenset()
     """Derived unique keys (``scimd.store.unique_keys``, e.g. ``"email"``) this write must
     enforce atomically: set by the service only for kinds in ``Capabilities.unique_keys``."""
+    outbox: Outbox | None = None
+    """The audit events of this write, to record in its own transaction: set by the
+    service only when ``Capabilities.events_in_transaction``."""
+
+
+@dataclass(slots=True)
+class Outbox:
+    """The audit events of one write, for a backend that records them in the write's own
+    transaction (``Capabilities.events_in_transaction``: it shares the audit log's
+    database), so that a committed write always has its event. ``build(result)`` makes
+    them from what the write returns (None for a delete); the backend keeps what it
+    recorded in ``recorded`` (the last attempt's, when it retried the transaction). The
+    service then emits exactly those, or builds them itself when none were recorded;
+    recording an event the backend already wrote is a no-op (events have ids)."""
+
+    build: Callable[[Mapping[str, Any] | None], Sequence[Event]]
+    recorded: list[Event] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +122,9 @@ class Capabilities:
     """Derived unique keys (``scimd.store.unique_keys``) the backend maintains and, when a
     write's ``OpContext.unique_keys`` asks, enforces in the write's own transaction (409
     ``uniqueness``); the service then skips its in-process check for them."""
+    events_in_transaction: bool = False
+    """The backend records a write's audit events (``OpContext.outbox``) in the write's
+    own transaction (it shares the state store's database)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,13 +18,13 @@ import contextlib
 import dataclasses
 import hashlib
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from argon2 import PasswordHasher
 
-from scimd.backend import Backend, Keyset, OpContext, Page, PatchOp, Query, SortSpec
+from scimd.backend import Backend, Keyset, OpContext, Outbox, Page, PatchOp, Query, SortSpec
 from scimd.errors import (
     BadRequest,
     InvalidCursor,
@@ -48,7 +48,7 @@ from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
 from scimd.schema.project import wants
 from scimd.schema.validate import merge_for_replace, normalize_resource
 from scimd.settings import Settings
-from scimd.state.base import StateStore
+from scimd.state.base import Event, StateStore
 from scimd.unique_email import EmailGuard
 
 __all__ = ["ListParams", "ListResult", "Service"]
@@ -172,25 +172,38 @@ class Service:
             return ctx
         return dataclasses.replace(ctx, load_members=load_members, load_groups=load_groups)
 
-    async def _emit(
-        self,
+    @staticmethod
+    def _event(
         action: str,
         ctx: OpContext,
         rtype: ResourceType,
         rid: str | None,
         changed: Sequence[str],
-    ) -> None:
-        await self.events.emit(
-            make_event(
-                f"scim.{rtype.name.lower()}.{action}",
-                tenant=ctx.tenant,
-                resource_type=rtype.name,
-                resource_id=rid,
-                actor=ctx.principal,
-                request_id=ctx.request_id,
-                changed=changed,
-            )
+    ) -> Event:
+        return make_event(
+            f"scim.{rtype.name.lower()}.{action}",
+            tenant=ctx.tenant,
+            resource_type=rtype.name,
+            resource_id=rid,
+            actor=ctx.principal,
+            request_id=ctx.request_id,
+            changed=changed,
         )
+
+    def _outbox(
+        self, write_ctx: OpContext, build: Callable[[Mapping[str, Any] | None], list[Event]]
+    ) -> tuple[OpContext, Outbox]:
+        """The write's events (``build(result)``) as an ``Outbox``, handed to the backend in
+        ``write_ctx`` when it records them in the write's own transaction (a committed
+        write then always has its audit event); ``_emit_outbox`` delivers them after."""
+        outbox = Outbox(build)
+        if self.backend.capabilities.events_in_transaction:
+            write_ctx = dataclasses.replace(write_ctx, outbox=outbox)
+        return write_ctx, outbox
+
+    async def _emit_outbox(self, outbox: Outbox, result: Mapping[str, Any] | None) -> None:
+        """Log, record (a no-op for what the backend recorded) and hand to the sinks."""
+        await self.events.emit_many(outbox.recorded or outbox.build(result))
 
     def _password_attr(self, rtype: ResourceType) -> AttributeDef | None:
         found = rtype.schema.attr(_PASSWORD)
@@ -243,10 +256,14 @@ class Service:
         resource = self._normalize(rtype, self._body(body))
         if self._password_attr(rtype) is not None and _PASSWORD in resource:
             resource[_PASSWORD] = await self._hash(resource[_PASSWORD])
+        names = _attr_names(resource)
         async with self._emails.guard(ctx, rtype, resource, None):
-            write_ctx = self._emails.write_ctx(self._for_type(ctx, rtype), rtype)
+            write_ctx, outbox = self._outbox(
+                self._emails.write_ctx(self._for_type(ctx, rtype), rtype),
+                lambda made: [self._event("created", ctx, rtype, _rid(made or {}), names)],
+            )
             created = await self.backend.create(write_ctx, rtype, resource)
-        await self._emit("created", ctx, rtype, _rid(created), _attr_names(resource))
+        await self._emit_outbox(outbox, created)
         return self.scrub(rtype, created)
 
     async def get(self, ctx: OpContext, rtype: ResourceType, rid: str) -> dict[str, Any]:
@@ -287,21 +304,28 @@ class Service:
                 if version is None:
                     meta = existing.get("meta")
                     version = meta.get("version") if isinstance(meta, dict) else None
+
+                def replaced(
+                    result: Mapping[str, Any] | None, before: Mapping[str, Any] = existing
+                ) -> list[Event]:
+                    changed = _diff_names(before, result or {})
+                    if "members" in new:
+                        changed.add("members")
+                    if has_password:
+                        changed.add(_PASSWORD)
+                    return [self._event("replaced", ctx, rtype, rid, sorted(changed))]
+
+                attempt_ctx, outbox = self._outbox(write_ctx, replaced)
                 try:
                     result = await self.backend.replace(
-                        write_ctx, rtype, rid, merged, if_match=version
+                        attempt_ctx, rtype, rid, merged, if_match=version
                     )
                 except PreconditionFailed:
                     if if_match is not None or attempt >= _REPLACE_RETRIES:
                         raise
                     continue
                 break
-        changed = _diff_names(existing, result)
-        if "members" in new:
-            changed.add("members")
-        if has_password:
-            changed.add(_PASSWORD)
-        await self._emit("replaced", ctx, rtype, rid, sorted(changed))
+        await self._emit_outbox(outbox, result)
         return self.scrub(rtype, result)
 
     async def patch(
@@ -317,7 +341,11 @@ class Service:
         ops = parse_patch_request(rtype, self._body(body))
         if self._password_attr(rtype) is not None:
             ops = [await self._hash_op(rtype, op) for op in ops]
-        write_ctx = self._emails.write_ctx(self._for_type(ctx, rtype), rtype)
+        names = _patch_names(rtype, ops)
+        write_ctx, outbox = self._outbox(
+            self._emails.write_ctx(self._for_type(ctx, rtype), rtype),
+            lambda _result: [self._event("patched", ctx, rtype, rid, names)],
+        )
         if self._emails.patch_touches(rtype, ops):
             # The resulting primary email is checked on the version it is predicted from.
             result = await self._emails.patch(
@@ -330,7 +358,7 @@ class Service:
             )
         else:
             result = await self.backend.patch(write_ctx, rtype, rid, ops, if_match=if_match)
-        await self._emit("patched", ctx, rtype, rid, _patch_names(rtype, ops))
+        await self._emit_outbox(outbox, result)
         return self.scrub(rtype, result)
 
     async def _hash_op(self, rtype: ResourceType, op: PatchOp) -> PatchOp:
@@ -371,15 +399,18 @@ class Service:
             read_ctx = dataclasses.replace(ctx, load_members=False, load_groups=False)
             with contextlib.suppress(ScimError):
                 before = await self.backend.get(read_ctx, rtype, rid)
+        write_ctx, outbox = self._outbox(
+            ctx, lambda _result: [self._event("deleted", ctx, rtype, rid, ())]
+        )
         if before is None:
-            await self.backend.delete(ctx, rtype, rid, if_match=if_match)
+            await self.backend.delete(write_ctx, rtype, rid, if_match=if_match)
         else:
             from scimd.jit.service import drop_tombstone, forget_deleted, record_tombstone
 
             # The tombstone first: no moment where the user is deleted without one.
             tombstoned = await record_tombstone(self.state, ctx.tenant, before)
             try:
-                await self.backend.delete(ctx, rtype, rid, if_match=if_match)
+                await self.backend.delete(write_ctx, rtype, rid, if_match=if_match)
             except NotFound:
                 raise  # deleted meanwhile by another request, which left the same tombstone
             except BaseException:
@@ -387,7 +418,7 @@ class Service:
                     await drop_tombstone(self.state, ctx.tenant, rid)
                 raise
             await forget_deleted(self.state, ctx.tenant, rid)
-        await self._emit("deleted", ctx, rtype, rid, ())
+        await self._emit_outbox(outbox, None)
 
     # queries --------------------------------------------------------------------
 

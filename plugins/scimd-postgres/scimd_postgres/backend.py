@@ -72,6 +72,7 @@ from scimd_postgres.compiler import (
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 from scimd_postgres.pool import reset_plain
+from scimd_postgres.state import PostgresStateStore, insert_events
 
 __all__ = ["DRIVER_ERRORS", "PostgresBackend"]
 
@@ -706,10 +707,36 @@ class PostgresBackend:
 
     # ------------------------------------------------------------------ CRUD
 
+    def attach_state_store(self, state: object) -> None:
+        """Called once both are started: when the state store is the ``postgres`` one on
+        the same database (same DSN), every write records its audit events
+        (``OpContext.outbox``) in its own transaction (``_recorded``), so a committed write
+        always has its event, whatever happens to the process after the commit."""
+        shared = isinstance(state, PostgresStateStore) and state.dsn == self.dsn
+        self.capabilities = dataclasses.replace(self.capabilities, events_in_transaction=shared)
+
+    async def _recorded(
+        self,
+        conn: asyncpg.Connection,
+        write: Callable[..., Awaitable[_T]],
+        ctx: OpContext,
+        *args: Any,
+    ) -> _T:
+        """``write(conn, ctx, *args)``, then, in the same transaction, the audit events its
+        outbox builds from the result (``OpContext.outbox``: set by the service when
+        ``attach_state_store`` found the audit log in this database)."""
+        result = await write(conn, ctx, *args)
+        outbox = ctx.outbox
+        if outbox is not None and self.capabilities.events_in_transaction:
+            events = outbox.build(result if isinstance(result, Mapping) else None)
+            await insert_events(conn, events)
+            outbox.recorded = list(events)  # a retried transaction: its last attempt's
+        return result
+
     async def create(
         self, ctx: OpContext, rtype: ResourceType, resource: dict[str, Any]
     ) -> dict[str, Any]:
-        return await self._run(self._create_tx, ctx, rtype, resource)
+        return await self._run(self._recorded, self._create_tx, ctx, rtype, resource)
 
     async def _create_tx(
         self,
@@ -831,7 +858,9 @@ class PostgresBackend:
     ) -> dict[str, Any]:
         if _has_nul(rid):
             raise NotFound(f"{rtype.name} not found")
-        return await self._run(self._replace_tx, ctx, rtype, rid, resource, if_match)
+        return await self._run(
+            self._recorded, self._replace_tx, ctx, rtype, rid, resource, if_match
+        )
 
     async def _replace_tx(
         self,
@@ -865,7 +894,7 @@ class PostgresBackend:
     ) -> dict[str, Any]:
         if _has_nul(rid):
             raise NotFound(f"{rtype.name} not found")
-        return await self._run(self._patch_tx, ctx, rtype, rid, ops, if_match)
+        return await self._run(self._recorded, self._patch_tx, ctx, rtype, rid, ops, if_match)
 
     async def _patch_tx(
         self,
@@ -917,7 +946,7 @@ class PostgresBackend:
     ) -> None:
         if _has_nul(rid):
             raise NotFound(f"{rtype.name} not found")
-        await self._run(self._delete_tx, ctx, rtype, rid, if_match)
+        await self._run(self._recorded, self._delete_tx, ctx, rtype, rid, if_match)
 
     async def _delete_tx(
         self,

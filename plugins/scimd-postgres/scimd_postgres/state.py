@@ -39,7 +39,12 @@ from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 from scimd_postgres.pool import reset_plain
 
-__all__ = ["TOKEN_PREFIX", "PostgresStateStore", "hash_token"]
+__all__ = [
+    "TOKEN_PREFIX",
+    "PostgresStateStore",
+    "hash_token",
+    "insert_events",
+]
 
 log = logging.getLogger("scimd.postgres")
 
@@ -54,6 +59,37 @@ def _now() -> datetime:
 
 def _utc(dt: datetime) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+async def insert_events(conn: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Insert ``events`` into the audit log (``scimd_state_events``) on ``conn``: by the
+    state store, and by the backend inside a write's own transaction when both share the
+    database (``PostgresBackend.attach_state_store``). ON CONFLICT DO NOTHING: recording
+    an event twice (the service records what the backend already did; a retried flush) is
+    harmless."""
+    rows = [
+        (
+            e.id,
+            e.type,
+            _utc(e.time),
+            e.tenant,
+            e.resource_type,
+            e.resource_id,
+            e.actor,
+            e.request_id,
+            orjson.dumps(list(e.changed_attributes)).decode(),
+            orjson.dumps(e.data, default=str).decode(),
+        )
+        for e in events
+    ]
+    await conn.executemany(
+        "INSERT INTO scimd_state_events (id, type, time, tenant, resource_type,"
+        " resource_id, actor, request_id, changed, data)"
+        # JSON as text: the backend's connections decode/encode jsonb themselves
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb, $10::text::jsonb)"
+        " ON CONFLICT (id) DO NOTHING",
+        rows,
+    )
 
 
 class PostgresStateStore:
@@ -266,32 +302,9 @@ class PostgresStateStore:
     async def record_events(self, events: Sequence[Event]) -> None:
         if not events:
             return
-        rows = [
-            (
-                e.id,
-                e.type,
-                _utc(e.time),
-                e.tenant,
-                e.resource_type,
-                e.resource_id,
-                e.actor,
-                e.request_id,
-                orjson.dumps(list(e.changed_attributes)).decode(),
-                orjson.dumps(e.data, default=str).decode(),
-            )
-            for e in events
-        ]
 
         async def insert(conn: asyncpg.Connection) -> None:
-            # ON CONFLICT DO NOTHING: recording the same event twice (a retried flush) is
-            # harmless.
-            await conn.executemany(
-                "INSERT INTO scimd_state_events (id, type, time, tenant, resource_type,"
-                " resource_id, actor, request_id, changed, data)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb)"
-                " ON CONFLICT (id) DO NOTHING",
-                rows,
-            )
+            await insert_events(conn, events)
 
         await self._run(insert)
 
