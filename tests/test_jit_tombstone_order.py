@@ -6,6 +6,7 @@ that finds the user already deleted (by a concurrent request) keeps it."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +32,32 @@ def _state(jit: JitApp) -> JitStateStore:
     return state
 
 
+Delete = Callable[..., Awaitable[None]]
+
+
+async def _pushed(
+    jit: JitApp, monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Delete], Delete]
+) -> dict[str, Any]:
+    """A SCIM-pushed (unlinked) User, with the backend's delete wrapped by ``wrap``."""
+    pushed = await jit.scim.create_user("ann.smith", externalId="sub-1")
+    backend = jit.scim.runtime.backend
+    monkeypatch.setattr(backend, "delete", wrap(backend.delete))
+    return pushed
+
+
 async def test_the_tombstone_exists_before_the_delete_runs(
     jit: JitApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pushed = await jit.scim.create_user("ann.smith", externalId="sub-1")
-    backend = jit.scim.runtime.backend
-    real_delete = backend.delete
     seen: list[str | None] = []
 
-    async def delete(*args: Any, **kwargs: Any) -> None:
-        seen.append(await _state(jit).find_tombstone("default", KEYS))
-        await real_delete(*args, **kwargs)
+    def watched(real: Delete) -> Delete:
+        async def delete(*args: Any, **kwargs: Any) -> None:
+            seen.append(await _state(jit).find_tombstone("default", KEYS))
+            await real(*args, **kwargs)
 
-    monkeypatch.setattr(backend, "delete", delete)
+        return delete
+
+    pushed = await _pushed(jit, monkeypatch, watched)
     assert (await jit.scim.call("DELETE", f"/Users/{pushed['id']}"))[0] == 204
     assert seen == [pushed["id"]]
     status, body, _h = await jit.login()
@@ -79,15 +93,14 @@ async def test_a_failed_delete_takes_its_tombstone_back(jit: JitApp) -> None:
 async def test_a_delete_that_lost_the_race_keeps_the_tombstone(
     jit: JitApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pushed = await jit.scim.create_user("ann.smith", externalId="sub-1")
-    backend = jit.scim.runtime.backend
-    real_delete = backend.delete
+    def raced(real: Delete) -> Delete:
+        async def delete(*args: Any, **kwargs: Any) -> None:
+            await real(*args, **kwargs)  # another request's delete, first
+            raise NotFound("Resource not found")
 
-    async def raced(*args: Any, **kwargs: Any) -> None:
-        await real_delete(*args, **kwargs)  # another request's delete, first
-        raise NotFound("Resource not found")
+        return delete
 
-    monkeypatch.setattr(backend, "delete", raced)
+    pushed = await _pushed(jit, monkeypatch, raced)
     assert (await jit.scim.call("DELETE", f"/Users/{pushed['id']}"))[0] == 404
     assert await _state(jit).find_tombstone("default", KEYS) == pushed["id"]
     status, body, _h = await jit.login()
