@@ -91,8 +91,8 @@ class Outbox:
     database), so that a committed write always has its event. ``build(result)`` makes
     them from what the write returns (None for a delete); the backend keeps what it
     recorded in ``recorded`` (the last attempt's, when it retried the transaction). The
-    service then emits exactly those, or builds them itself when none were recorded;
-    recording an event the backend already wrote is a no-op (events have ids)."""
+    service then logs and sinks exactly those without recording them again, or builds
+    and records them itself when none were recorded."""
 
     build: Callable[[Mapping[str, Any] | None], Sequence[Event]]
     recorded: list[Event] = field(default_factory=list)

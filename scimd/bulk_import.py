@@ -486,7 +486,7 @@ def _count(path: Path, fmt: str | None) -> tuple[int, bool]:
         for line in fh:
             if line.strip():
                 total += 1
-                groups = groups or b"core:2.0:Group" in line
+                groups = groups or _GROUP_MARK in line
     return total, groups
 
 

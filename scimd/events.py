@@ -91,14 +91,16 @@ class EventEmitter:
         """Deliver ``event`` everywhere; never raises (failures are logged)."""
         await self.emit_many((event,))
 
-    async def emit_many(self, events: Sequence[Event]) -> None:
-        """Deliver several events; never raises (failures are logged)."""
+    async def emit_many(self, events: Sequence[Event], *, recorded: bool = False) -> None:
+        """Deliver several events; never raises (failures are logged). ``recorded``: the
+        audit log already holds them (written in the write's own transaction,
+        ``scimd.backend.Outbox``), so only the log line and the sinks remain."""
         if not events:
             return
         if self._log_events:
             for event in events:
                 events_log.info(orjson.dumps(event_to_json(event)).decode())
-        if self._state is not None:
+        if self._state is not None and not recorded:
             try:
                 await self._state.record_events(events)
             except Exception:

@@ -202,8 +202,12 @@ class Service:
         return write_ctx, outbox
 
     async def _emit_outbox(self, outbox: Outbox, result: Mapping[str, Any] | None) -> None:
-        """Log, record (a no-op for what the backend recorded) and hand to the sinks."""
-        await self.events.emit_many(outbox.recorded or outbox.build(result))
+        """Log, record (unless the backend did, in the write's transaction) and hand to
+        the sinks."""
+        if outbox.recorded:
+            await self.events.emit_many(outbox.recorded, recorded=True)
+        else:
+            await self.events.emit_many(outbox.build(result))
 
     def _password_attr(self, rtype: ResourceType) -> AttributeDef | None:
         found = rtype.schema.attr(_PASSWORD)

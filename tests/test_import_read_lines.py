@@ -22,7 +22,8 @@ USER_URN = "urn:ietf:params:scim:schemas:core:2.0:User"
 
 
 def _spelt(text: str, escaped: list[bool]) -> str:
-    """``text`` as a JSON string with the characters chosen by ``escaped`` as \\uXXXX."""
+    """``text`` as a JSON string with the characters chosen by ``escaped`` as ``\\u``
+    escapes (four hex digits each)."""
     return "".join(
         f"\\u{ord(ch):04x}" if esc else json.dumps(ch)[1:-1]
         for ch, esc in zip(text, escaped + [False] * len(text), strict=False)

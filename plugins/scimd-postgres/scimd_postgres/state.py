@@ -65,8 +65,7 @@ async def insert_events(conn: asyncpg.Connection, events: Sequence[Event]) -> No
     """Insert ``events`` into the audit log (``scimd_state_events``) on ``conn``: by the
     state store, and by the backend inside a write's own transaction when both share the
     database (``PostgresBackend.attach_state_store``). ON CONFLICT DO NOTHING: recording
-    an event twice (the service records what the backend already did; a retried flush) is
-    harmless."""
+    an event twice (a retried flush) is harmless."""
     rows = [
         (
             e.id,

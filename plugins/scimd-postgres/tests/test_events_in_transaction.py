@@ -45,16 +45,26 @@ async def test_committed_writes_have_their_events_whatever_follows(
 ) -> None:
     scim = await make_scim()
     assert scim.runtime.backend.capabilities.events_in_transaction
-    recorded: list[Event] = []
+    recorded: list[Event] = []  # what the service hands on (log line, sinks) after commits
+    emitter = scim.runtime.service.events
+    emit_many = emitter.emit_many
+
+    async def handed_on(events: Any, **kw: Any) -> None:
+        recorded.extend(events)
+        await emit_many(events, **kw)
+
+    asked: list[Any] = []
 
     async def state_store_down(events: Any) -> None:  # after the commit: lost, logged
-        recorded.extend(events)
+        asked.append(events)
         raise OSError("the audit log is unreachable")
 
+    monkeypatch.setattr(emitter, "emit_many", handed_on)
     monkeypatch.setattr(scim.state, "record_events", state_store_down)
     rid = await _writes(scim)
     monkeypatch.undo()
     assert await _events(scim, rid) == ALL
+    assert asked == []  # recorded in the transactions: not sent to the audit log again
 
     # the service handed on exactly the events the transactions recorded, field for field
     def fields(e: Event) -> tuple[Any, ...]:
