@@ -59,6 +59,7 @@ from scimd.errors import (
 from scimd.query.ast import Filter
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
 from scimd.store.sql import Relations, extract_values, fold, path_key
+from scimd.store.sqlcommon import IndexRow
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
 from scimd_postgres.bulk import VALUE_COLUMNS, BulkMode, Encoded, RowEncoder, number, stamp
@@ -72,6 +73,7 @@ from scimd_postgres.compiler import (
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 from scimd_postgres.pool import reset_plain
+from scimd_postgres.single import SV_INDEXES, in_sv, split_values, sv_json
 from scimd_postgres.state import PostgresStateStore, insert_events
 
 __all__ = ["DRIVER_ERRORS", "PostgresBackend"]
@@ -145,6 +147,9 @@ _INSERT_KEYS_BULK = (
     " AND u.key = t.key)"
     " FROM unnest($2::bigint[], $3::text[], $4::text[]) AS t(pk, kind, key)"
 )
+SV_TASK = "single_values_backfill"
+"""The ``scimd_pending_tasks`` row migration 0010 leaves for ``backfill_single_values``."""
+_SV_LOCK = 0x5C1D_0000_0010
 BACKFILL_TASK = "unique_keys_backfill"
 """The ``scimd_pending_tasks`` row migration 0005 leaves for ``backfill_unique_keys``."""
 _BACKFILL_LOCK = 0x5C1D_0000_0005
@@ -178,16 +183,22 @@ def _num_text(value: int | float | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _all_defs(registry: SchemaRegistry) -> Iterable[AttributeDef]:
+def _defs_of(rt: ResourceType) -> Iterable[AttributeDef]:
+    """Every attribute (and sub-attribute) of the schemas of ``rt``."""
+
     def walk(defn: AttributeDef) -> Iterable[AttributeDef]:
         yield defn
         for sub in defn.sub_order:
             yield from walk(sub)
 
+    for schema in (rt.common, rt.schema, *(s for s, _ in rt.extensions.values())):
+        for defn in schema.order:
+            yield from walk(defn)
+
+
+def _all_defs(registry: SchemaRegistry) -> Iterable[AttributeDef]:
     for rt in registry.resource_types.values():
-        for schema in (rt.common, rt.schema, *(s for s, _ in rt.extensions.values())):
-            for defn in schema.order:
-                yield from walk(defn)
+        yield from _defs_of(rt)
 
 
 def _has_nul(text: str) -> bool:
@@ -303,14 +314,8 @@ class PostgresBackend:
                         f"needs {len(MIGRATIONS)}: run `scimd migrate`"
                     )
                 await self.backfill_unique_keys(conn)
-                keys = sorted({path_key(d) for d in _all_defs(self.registry)})
-                await conn.execute(
-                    "INSERT INTO scimd_attr_paths (key) SELECT unnest($1::text[])"
-                    " ON CONFLICT (key) DO NOTHING",
-                    keys,
-                )
-                for key, pid in await conn.fetch("SELECT key, id FROM scimd_attr_paths"):
-                    self._paths[key] = pid
+                await self._register_paths(conn)
+                await self.backfill_single_values(conn)
         except BaseException:
             await self.aclose()
             raise
@@ -324,9 +329,82 @@ class PostgresBackend:
         try:
             done = [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
             await self.backfill_unique_keys(conn)
+            await self._register_paths(conn)
+            await self.backfill_single_values(conn)
             return done
         finally:
             await conn.close()
+
+    async def _register_paths(self, conn: asyncpg.Connection) -> None:
+        """Give every attribute of the configured schemas its path id (and learn them)."""
+        keys = sorted({path_key(d) for d in _all_defs(self.registry)})
+        await conn.execute(
+            "INSERT INTO scimd_attr_paths (key) SELECT unnest($1::text[])"
+            " ON CONFLICT (key) DO NOTHING",
+            keys,
+        )
+        for key, pid in await conn.fetch("SELECT key, id FROM scimd_attr_paths"):
+            self._paths[key] = pid
+
+    async def backfill_single_values(self, conn: asyncpg.Connection) -> int | None:
+        """Move the single values of the stored resources into ``sv``/``sv_text`` when
+        migration 0010 asked for it (``scimd migrate`` and start; once, under an advisory
+        lock, in one transaction): compute them from each resource's data, delete the
+        value rows they replace (not the unique ones) and create the indexes on them.
+        Returns the number of resources filled, or None when there was nothing to do."""
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SV_LOCK)
+            pending = await conn.fetchval(
+                "SELECT 1 FROM scimd_pending_tasks WHERE name = $1", SV_TASK
+            )
+            if pending is None:
+                return None
+            for name in SV_INDEXES:  # cheaper built once after than maintained meanwhile
+                await conn.execute(f"DROP INDEX IF EXISTS {name}")
+            done = 0
+            for rtype in self.registry.resource_types.values():
+                done += await self._backfill_sv_type(conn, rtype)
+            for sql in SV_INDEXES.values():
+                await conn.execute(sql)
+            await conn.execute("DELETE FROM scimd_pending_tasks WHERE name = $1", SV_TASK)
+        await conn.execute("ANALYZE scimd_resources")
+        return done
+
+    async def _backfill_sv_type(self, conn: asyncpg.Connection, rtype: ResourceType) -> int:
+        singles = sorted({self._paths[path_key(d)] for d in _defs_of(rtype) if in_sv(d)})
+        done, last = 0, 0
+        while True:
+            batch = await conn.fetch(
+                "SELECT pk, data FROM scimd_resources WHERE rtype = $1 AND pk > $2"
+                " ORDER BY pk LIMIT $3",
+                rtype.name,
+                last,
+                _BACKFILL_BATCH,
+            )
+            if not batch:
+                return done
+            pks, svs, texts = [], [], []
+            for pk, data in batch:
+                sv, sv_text, _ = self._values(rtype, data)
+                pks.append(pk)
+                svs.append(sv)
+                texts.append(sv_text)
+            await conn.execute(
+                "UPDATE scimd_resources r SET sv = t.sv::jsonb, sv_text = t.txt"
+                " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(pk, sv, txt)"
+                " WHERE r.pk = t.pk",
+                pks,
+                svs,
+                texts,
+            )
+            await conn.execute(
+                "DELETE FROM scimd_attr_values WHERE pk = ANY($1::bigint[])"
+                " AND path = ANY($2::int[]) AND NOT uniq",
+                pks,
+                singles,
+            )
+            done += len(batch)
+            last = pks[-1]
 
     async def backfill_unique_keys(self, conn: asyncpg.Connection) -> int | None:
         """Fill ``scimd_unique_keys`` for the stored resources when migration 0005 asked for
@@ -414,15 +492,24 @@ class PostgresBackend:
 
     # ------------------------------------------------------------------ values and members
 
+    def _values(
+        self, rtype: ResourceType, resource: dict[str, Any]
+    ) -> tuple[str, str, list[tuple[int, IndexRow, bool]]]:
+        """(``sv`` as JSON, ``sv_text``, the value rows) of a resource's stored form
+        (``scimd_postgres.single``)."""
+        rows = extract_values(rtype, resource, self.relations(rtype))
+        sv, sv_text, keep = split_values(rows, self._paths)
+        return sv_json(sv).decode(), sv_text, keep
+
     async def _write_values(
         self,
         conn: asyncpg.Connection,
         pk: int,
         tenant: str,
         rtype: ResourceType,
-        resource: dict[str, Any],
+        rows: list[tuple[int, IndexRow, bool]],
     ) -> None:
-        rows = extract_values(rtype, resource, self.relations(rtype))
+        """Write the value rows of ``rows`` (``_values``) of resource ``pk``."""
         ns: list[int] = []
         paths: list[int] = []
         elems: list[int] = []
@@ -430,9 +517,10 @@ class PostgresBackend:
         nums: list[str | None] = []
         substr: list[bool] = []
         seen: set[tuple[int, str]] = set()
-        for n, (defn, elem, v_text, v_num, original) in enumerate(rows):
+        for n, (defn, elem, v_text, v_num, original), only_unique in rows:
             pid = self._paths[path_key(defn)]
-            fts = searchable_by_substring(defn)
+            # a single value kept for the unique index only is never searched here
+            fts = searchable_by_substring(defn) and not only_unique
             if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
                 seen.add((pid, v_text))
                 try:
@@ -759,17 +847,21 @@ class PostgresBackend:
         }
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
+        sv, sv_text, rows = self._values(rtype, data)
         pk = await conn.fetchval(
             "INSERT INTO scimd_resources (tenant, rtype, id, version, display, display_fold,"
-            " data) VALUES ($1, $2, $3, 1, $4, $5, $6) RETURNING pk",
+            " data, sv, sv_text) VALUES ($1, $2, $3, 1, $4, $5, $6, $7::text::jsonb, $8)"
+            " RETURNING pk",
             ctx.tenant,
             rtype.name,
             rid,
             display,
             _fold(display),
             data,
+            sv,
+            sv_text,
         )
-        await self._write_values(conn, pk, ctx.tenant, rtype, data)
+        await self._write_values(conn, pk, ctx.tenant, rtype, rows)
         await self._write_keys(conn, ctx, rtype, pk, data, new=True)
         members = self._members_of(rel, resource)
         if members:
@@ -833,17 +925,20 @@ class PostgresBackend:
         }
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
+        sv, sv_text, rows = self._values(rtype, data)
         await conn.execute(
             "UPDATE scimd_resources SET version = $1, display = $2, display_fold = $3,"
-            " data = $4 WHERE pk = $5",
+            " data = $4, sv = $5::text::jsonb, sv_text = $6 WHERE pk = $7",
             version + 1,
             display,
             _fold(display),
             data,
+            sv,
+            sv_text,
             pk,
         )
         await conn.execute("DELETE FROM scimd_attr_values WHERE pk = $1", pk)
-        await self._write_values(conn, pk, ctx.tenant, rtype, data)
+        await self._write_values(conn, pk, ctx.tenant, rtype, rows)
         await self._write_keys(conn, ctx, rtype, pk, data, new=False)
         return orjson.loads(orjson.dumps(data))  # type: ignore[no-any-return]
 
@@ -1154,6 +1249,8 @@ class PostgresBackend:
                     "display",
                     "display_fold",
                     "data",
+                    "sv",
+                    "sv_text",
                 ],
             )
             await conn.copy_to_table(

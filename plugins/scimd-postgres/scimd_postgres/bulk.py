@@ -27,7 +27,7 @@ import orjson
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, extract_values, path_key
 from scimd.store.unique_keys import derive_keys
-from scimd_postgres.compiler import searchable_by_substring
+from scimd_postgres.single import SV_INDEXES, searchable_by_substring, split_values, sv_json
 
 __all__ = [
     "BULK_INDEXES",
@@ -174,24 +174,29 @@ class RowEncoder:
         display = data.get("displayName")
         shown = copy_text(display) if isinstance(display, str) else _NULL
         folded = copy_text(display.casefold()) if isinstance(display, str) else _NULL
+        sv, sv_text, rows = split_values(extract_values(rtype, data, rel), self.paths)
         # orjson escapes every control character: only the backslashes need COPY escaping
         resource_row = b"".join(
             (
                 PK,
                 f"{self._head}{rid}\t1\t{shown}\t{folded}\t".encode(),
                 doc.replace(b"\\", b"\\\\"),
-                b"\n",
+                b"\t",
+                sv_json(sv).replace(b"\\", b"\\\\"),
+                f"\t{copy_text(sv_text)}\n".encode(),
             )
         )
         lines: list[str] = []
         unique: list[tuple[int, str, str]] = []
         seen: set[tuple[int, str]] = set()
         prefixes = self._prefix
-        for n, (defn, elem, v_text, v_num, original) in enumerate(extract_values(rtype, data, rel)):
+        for n, (defn, elem, v_text, v_num, original), only_unique in rows:
             try:
                 pid, prefix, uniq, end = prefixes[defn]
             except KeyError:
                 pid, prefix, uniq, end = self._row_prefix(defn)
+            if only_unique:
+                end = "\tf\n"  # never searched in the value rows: see _write_values
             if uniq:
                 uniq = bool(v_text) and (pid, v_text) not in seen
                 if uniq:
@@ -212,7 +217,7 @@ BULK_LOCK = 0x5C1D_0000_0002
 """The ``pg_advisory_lock`` key held by a bulk-mode import (one at a time per database)."""
 BULK_MARKER = "bulk_import_dropped_indexes"
 """``scimd_store_meta`` key: the definitions of the indexes a bulk import dropped (JSON)."""
-BULK_INDEXES = ("scimd_attr_values_trgm",)
+BULK_INDEXES = ("scimd_attr_values_trgm", *SV_INDEXES)
 """Secondary indexes cheaper to rebuild than to maintain during a big load: the trigram
 index (maintained, it cost PostgreSQL about twice its rebuild). Kept: the primary keys,
 the unique indexes (uniqueness stays enforced by PostgreSQL), the prefix value index (the
@@ -257,8 +262,8 @@ async def restore_bulk_indexes(conn: Any, *, locked: bool = False, second: Any =
     ``CREATE INDEX`` is its own transaction: a crash during one leaves no half index and
     the record in place. Unless ``locked`` (the caller holds ``BULK_LOCK``), does nothing
     while a bulk import is running: that import restores them when it ends. With a
-    ``second`` connection, the GIN indexes (built by one process) are built on it while
-    the B-trees are built on ``conn``. Returns the names created."""
+    ``second`` connection the indexes are built on both, in turn (a GIN index is built
+    by one process). Returns the names created."""
     if not locked and not await conn.fetchval("SELECT pg_try_advisory_lock($1)", BULK_LOCK):
         return []
     try:
@@ -268,9 +273,8 @@ async def restore_bulk_indexes(conn: Any, *, locked: bool = False, second: Any =
         lanes: list[tuple[Any, list[tuple[str, str]]]] = [(conn, [])]
         if second is not None:
             lanes.append((second, []))
-        for name, definition in saved.items():
-            gin = " USING gin " in definition.lower()
-            lanes[1 if gin and second is not None else 0][1].append((name, definition))
+        for i, (name, definition) in enumerate(sorted(saved.items())):
+            lanes[i % len(lanes)][1].append((name, definition))
         done = await asyncio.gather(
             *(_create(c, todo) for c, todo in lanes if todo), return_exceptions=True
         )

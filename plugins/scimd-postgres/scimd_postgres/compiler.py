@@ -33,7 +33,7 @@ from scimd.query.ast import (
     ValuePath,
 )
 from scimd.query.evaluate import canonical_datetime
-from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
+from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sqlcommon import (
     Relations,
     entered_by,
@@ -45,6 +45,7 @@ from scimd.store.sqlcommon import (
 )
 from scimd.store.sqlcommon import is_id as _is_id
 from scimd.store.sqlcommon import next_prefix as _next_prefix
+from scimd_postgres.single import SEP, in_sv, searchable_by_substring
 
 __all__ = [
     "FALSE",
@@ -70,25 +71,39 @@ def _prefix(column: str) -> str:
     return f"left({column}, {PREFIX})"
 
 
-def searchable_by_substring(defn: AttributeDef) -> bool:
-    """The ``fts`` column of a value row of ``defn``: whether it belongs in the trigram
-    index (``WHERE fts``, migration 0009), which serves ``co``/``ew`` on it; the compiler
-    asks for ``fts`` exactly when this is true. No for dateTimes (the filter parser
-    refuses co/sw/ew on them) and for the built-in common attributes but ``externalId``
-    (``schemas`` and the server's ``meta`` values, one value repeated on every resource),
-    whose ``co``/``ew`` reads that attribute's rows in the value index: the same rows,
-    slower. Yes for every other attribute. It depends only on what an operator's schema
-    edit cannot change without invalidating the stored values anyway (a dateTime is
-    stored as a canonical instant; the common schema is built in): rows written under one
-    answer are never searched under the other."""
-    if defn.schema == COMMON_SCHEMA:
-        return defn.type == "string" and defn.parent is None  # externalId (id is a column)
-    return defn.type != "dateTime"
-
-
 def like_escape(text: str) -> str:
     """``text`` as a literal inside a LIKE pattern (default escape character ``\\``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def sv_columns(key: str) -> tuple[str, str]:
+    """(text, number) SQL of the single value under ``key`` (an SQL literal) of ``r``:
+    NULL when absent or of the other kind."""
+    value = f"(r.sv -> {key})"
+    text = f"(CASE WHEN jsonb_typeof({value}) = 'string' THEN (r.sv ->> {key}) COLLATE \"C\" END)"
+    num = f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN {value}::numeric END)"
+    return text, num
+
+
+def _probe(defn: AttributeDef, value: Value) -> tuple[str, Any] | None:
+    """(SQL type, bound value) of the ``sv`` value equal to ``value``: what
+    ``scimd.store.sql.extract_values`` stores for it; None when no stored value of
+    ``defn`` can equal it."""
+    kind = defn.type
+    if kind == "boolean":
+        return ("numeric", int(value)) if isinstance(value, bool) else None
+    if kind in ("integer", "decimal"):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if value != value or value in (float("inf"), float("-inf")):
+            return None
+        return "numeric", str(value)
+    if not isinstance(value, str) or "\x00" in value or kind == "complex":
+        return None
+    if kind == "dateTime":
+        instant = canonical_datetime(value)
+        return None if instant is None else ("text", instant)
+    return "text", fold(value, defn.case_exact)
 
 
 def few_matches(flt: Filter | None) -> bool:
@@ -233,8 +248,15 @@ class PgFilterCompiler:
             return _RelationElem(owner, self).exists(
                 lambda e: e.any_value(self, defn, node.op, node.value)
             )
+        if in_sv(defn):
+            return self.single(defn, node.op, node.value)
+        return self.values_of(defn, node.op, node.value)
+
+    def values_of(self, defn: AttributeDef, op: str, value: Value) -> str:
+        """Whether a value row of ``defn`` of the resource matches (entered by the value
+        indexes)."""
         pid = self.path_id(path_key(defn))
-        cond = self.cond(defn, node.op, node.value, "a.v_text", "a.v_num")
+        cond = self.cond(defn, op, value, "a.v_text", "a.v_num")
         if pid is None or cond is None:
             return FALSE
         return (
@@ -312,6 +334,52 @@ class PgFilterCompiler:
         pre_op = {"=": "=", ">": ">=", ">=": ">=", "<": "<=", "<=": "<="}[sql_op]
         return f"({_prefix(text)} {pre_op} {self.p(operand[:PREFIX])}::text AND {full})"
 
+    # -- single values (``scimd_resources.sv``, ``scimd_postgres.single``)
+
+    def sv_key(self, defn: AttributeDef) -> str | None:
+        """The ``sv`` key of ``defn`` as an SQL literal (a path id: digits only), or None
+        when no value of it was ever stored."""
+        pid = self.path_id(path_key(defn))
+        return None if pid is None else f"'{int(pid)}'"
+
+    def single(self, defn: AttributeDef, op: str, value: Value) -> str:
+        """``defn <op> value`` on the resource's single value of ``defn`` (not None)."""
+        key = self.sv_key(defn)
+        if key is None:
+            return FALSE
+        if op == "eq":
+            # containment: served by the GIN index on sv, exact (numbers by value)
+            probe = _probe(defn, value)
+            if probe is None:
+                return FALSE
+            cast, operand = probe
+            return f"r.sv @> jsonb_build_object({key}::text, {self.p(operand)}::{cast})"
+        text, num = sv_columns(key)
+        cond = self.cond(defn, op, value, text, num)
+        if cond is None:
+            return FALSE
+        narrow = ""
+        if op in ("co", "sw", "ew") and isinstance(value, str) and value:
+            operand = fold(value, defn.case_exact)
+            if searchable_by_substring(defn):
+                # sv_text holds this value between SEP characters: its trigram index
+                # narrows the resources, the condition on the value itself decides
+                pattern = {
+                    "co": f"%{like_escape(operand)}%",
+                    "sw": f"%{SEP}{like_escape(operand)}%",
+                    "ew": f"%{like_escape(operand)}{SEP}%",
+                }[op]
+                narrow = f"r.sv_text LIKE {self.p(pattern)}::text AND "
+        return f"({narrow}coalesce({cond}, false))"
+
+    def single_present(self, defn: AttributeDef) -> str:
+        key = self.sv_key(defn)
+        if key is None:
+            return FALSE
+        if defn.is_complex:
+            return f"coalesce(r.sv -> {key} = '1'::jsonb, false)"
+        return f"coalesce(r.sv -> {key} <> '\"\"'::jsonb, false)"
+
     # -- presence
 
     def _present(self, path: AttrPath, elem: _Elem | None) -> str:
@@ -326,6 +394,12 @@ class PgFilterCompiler:
             if defn is owner:
                 return rel.exists(lambda e: TRUE)
             return rel.exists(lambda e: e.present(self, defn))
+        if in_sv(defn):
+            return self.single_present(defn)
+        return self.values_present(defn)
+
+    def values_present(self, defn: AttributeDef) -> str:
+        """Whether the resource has a present value row of ``defn``."""
         pid = self.path_id(path_key(defn))
         if pid is None:
             return FALSE
@@ -346,6 +420,12 @@ class PgFilterCompiler:
             return _RelationElem(owner, self).exists(lambda e: self._node(node.filter, e))
         if not outer.is_complex:
             return FALSE
+        if in_sv(outer):
+            # the resource's one element: there when its marker is
+            key = self.sv_key(outer)
+            if key is None:
+                return FALSE
+            return f"(r.sv ? {key} AND {self._node(node.filter, _SingleElem(outer))})"
         alias = self._new_alias("e")
         drive = value_path_driver(node.filter, outer)
         elem = _ValueElem(alias, outer, drive)
@@ -422,6 +502,28 @@ class _ValueElem(_Elem):
             f" AND a.path = {c.p(pid)} AND a.elem = {self.alias}.elem"
             f" AND (a.v_num IS NOT NULL OR a.v_text <> ''))"
         )
+
+
+class _SingleElem(_Elem):
+    """The value of a single-valued complex attribute (its leaves in ``sv``; a
+    multi-valued sub-attribute's in ``scimd_attr_values``)."""
+
+    def __init__(self, outer: AttributeDef) -> None:
+        self.outer = outer
+
+    def any_value(self, c: PgFilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
+        if defn is self.outer:
+            return FALSE
+        if in_sv(defn):
+            return c.single(defn, op, value)
+        return c.values_of(defn, op, value)
+
+    def present(self, c: PgFilterCompiler, defn: AttributeDef) -> str:
+        if defn is self.outer:
+            return FALSE
+        if in_sv(defn):
+            return c.single_present(defn)
+        return c.values_present(defn)
 
 
 class _RelationElem(_Elem):
@@ -525,6 +627,12 @@ def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
             "text",
         )
     null = "NULL::numeric" if kind != "text" else "NULL::text"
+    if in_sv(defn):
+        sv = c.sv_key(defn)
+        if sv is None:
+            return null, kind
+        text, num = sv_columns(sv)
+        return (f"nullif({text}, '')" if kind == "text" else num), kind
     pid = c.path_id(path_key(defn))
     if pid is None:
         return null, kind

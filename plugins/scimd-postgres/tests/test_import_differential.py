@@ -56,7 +56,7 @@ def varied_user(i: int) -> dict[str, Any]:
         ]
     if i % 4 == 3:
         user["addresses"] = [
-            {"streetAddress": f"{i} Main St", "locality": "Springfield", "type": "work"}
+            {"streetAddress": f"{i}\tMain St", "locality": "Springfield", "type": "work"}
         ]
         user["roles"] = [{"value": "admin", "primary": False}]
     if i % 5 == 2:
@@ -84,22 +84,30 @@ _META_TIMES = ("urn:scimd:common:meta.created", "urn:scimd:common:meta.lastmodif
 
 
 async def stored_rows(conn: asyncpg.Connection, tenant: str) -> dict[str, Any]:
-    """userName -> (resource row, value rows, unique keys) of ``tenant``, free of what
-    legitimately differs between two writes of one user (primary key, id, timestamps)."""
+    """userName -> (resource row, value rows, unique keys, single values) of ``tenant``,
+    free of what legitimately differs between two writes of one user (primary key, id,
+    timestamps)."""
     paths = {r[0]: r[1] for r in await conn.fetch("SELECT id, key FROM scimd_attr_paths")}
     out: dict[str, Any] = {}
     resources = await conn.fetch(
-        "SELECT pk, rtype, id, version, display, display_fold, data::text"
+        "SELECT pk, rtype, id, version, display, display_fold, data::text, sv::text, sv_text"
         " FROM scimd_resources WHERE tenant = $1",
         tenant,
     )
-    for pk, rtype, rid, version, display, display_fold, raw in resources:
+    for pk, rtype, rid, version, display, display_fold, raw, sv_raw, sv_text in resources:
         data = orjson.loads(raw)
         assert data.pop("id") == rid
         meta = data.pop("meta")
         assert meta["created"] == meta["lastModified"]
         stamp = canonical_datetime(meta["created"])
         assert stamp is not None
+        single = {}
+        for pid, value in orjson.loads(sv_raw).items():
+            key = paths[int(pid)]
+            if key in _META_TIMES:
+                assert value == stamp, (key, value, stamp)
+                value = "<stamp>"
+            single[key] = value
         values = []
         for row in await conn.fetch(
             "SELECT n, rtype, path, elem, v_text, v_num, uniq FROM scimd_attr_values"
@@ -118,7 +126,18 @@ async def stored_rows(conn: asyncpg.Connection, tenant: str) -> dict[str, Any]:
                 "SELECT kind, key, shared FROM scimd_unique_keys WHERE pk = $1", pk
             )
         )
-        out[data["userName"]] = (rtype, version, display, display_fold, meta, data, values, keys)
+        out[data["userName"]] = (
+            rtype,
+            version,
+            display,
+            display_fold,
+            meta,
+            data,
+            values,
+            keys,
+            single,
+            sv_text,
+        )
     for entry in out.values():  # meta without its timestamps
         entry[4].pop("created")
         entry[4].pop("lastModified")
@@ -172,5 +191,7 @@ async def test_import_writes_what_create_writes(
     # the generator does reach the shapes it is meant to
     sample = imported[bodies[1]["userName"]]
     assert ENTERPRISE in sample[5]
+    assert any("\t" in e[9] for e in imported.values())  # COPY escapes in sv_text
     assert any(v[4] and "\t" in v[4] for e in imported.values() for v in e[6])
     assert any(v[5] is not None for e in imported.values() for v in e[6])
+    assert any(isinstance(x, int) for e in imported.values() for x in e[8].values())

@@ -20,6 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scimd_postgres import bulk
 
+from scimd.query.evaluate import canonical_datetime
 from scimd.schema.loader import builtin_registry
 from scimd.schema.validate import normalize_resource
 from scimd.store.sqlcommon import path_key
@@ -100,14 +101,27 @@ def test_row_encoder_pickles_and_encodes_the_same(monkeypatch: pytest.MonkeyPatc
         assert orjson.loads(first.resource) == resource
         rows = [row.split("\t") for row in first.value_rows.decode().splitlines()]
         assert all(row[0] == "\x01" and len(row) == len(bulk.VALUE_COLUMNS) for row in rows)
-        # fts (the trigram index): not for dateTimes, schemas nor the server's meta values
         meta, user_name = users.lookup(None, "meta"), users.lookup(None, "userName")
-        assert meta is not None and user_name is not None
+        emails = users.lookup(None, "emails")
+        assert meta is not None and user_name is not None and emails is not None
+        # single values are on the resource row (sv, sv_text), userName's also a unique
+        # value row that is never searched there (fts f); multi-valued ones are rows
         fts = {row[4]: row[-1] for row in rows}
+        assert fts[str(paths[path_key(user_name)])] == "f"
         for name in ("created", "lastModified", "version", "resourceType"):
-            assert fts[str(paths[path_key(meta.sub(name))])] == "f"  # type: ignore[arg-type]
-        assert fts[str(paths[path_key(user_name)])] == "t"
-        assert sorted(set(fts.values())) == ["f", "t"]
+            assert str(paths[path_key(meta.sub(name))]) not in fts  # type: ignore[arg-type]
+        if "emails" in resource:
+            assert fts[str(paths[path_key(emails.sub("value"))])] == "t"  # type: ignore[arg-type]
+        columns = first.resource_row.decode().rstrip("\n").split("\t")
+        assert len(columns) == 10
+        sv = orjson.loads(columns[8].replace("\\\\", "\\"))
+        assert sv[str(paths[path_key(user_name)])] == resource["userName"].casefold()
+        created = str(paths[path_key(meta.sub("created"))])  # type: ignore[arg-type]
+        assert sv[created] == canonical_datetime("2026-11-28T17:00:00.123Z")
+        sv_text = columns[9]
+        # sv_text (the trigram index): not dateTimes, schemas nor the server's meta values
+        assert "\x1f" + resource["userName"].casefold() + "\x1f" in sv_text
+        assert "2026-11-28" not in sv_text and "user" not in sv_text.split("\x1f")
     # a second pickle of a used encoder (its caches filled) is still small and equal
     assert pickle.loads(pickle.dumps(encoder)) == encoder  # noqa: S301
     assert len(pickle.dumps(encoder)) < len(pickle.dumps(paths)) + 200

@@ -3,7 +3,8 @@ path id, the value index leaves out rows without text, the primary key (pk, path
 replaces the per-resource index, and the trigram index leaves out dateTimes, ``schemas``
 and the server's ``meta`` values (``fts``; ``co``/``ew`` on those read the attribute's
 rows in the value index). A database stored under layout 8,
-with an interrupted bulk import's record, is upgraded in place and answers the same."""
+with an interrupted bulk import's record, is upgraded in place (through layout 10, whose
+backfill moves the single values to ``scimd_resources.sv``) and answers the same."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from scimd.query.evaluate import matches
 from scimd.query.parse import parse_filter
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.schema.validate import normalize_resource
-from scimd.store.sql import path_key
+from scimd.store.sql import Relations, extract_values, path_key
 
 from ._backend import open_backend
 
@@ -80,6 +81,23 @@ def _users() -> list[dict[str, Any]]:
     ]
 
 
+def _layout_8_value_rows(
+    users: ResourceType, paths: dict[str, int], pk: int, data: dict[str, Any]
+) -> list[bytes]:
+    """The value rows layout 8 stored for a resource: every value (no ``fts``)."""
+    out = []
+    for n, (defn, elem, v_text, v_num, _) in enumerate(
+        extract_values(users, data, Relations.of(users))
+    ):
+        text = "\\N" if v_text is None else bulk.copy_text(v_text)
+        num = "\\N" if v_num is None else str(v_num)
+        uniq = "t" if defn.uniqueness != "none" and v_text else "f"
+        out.append(
+            f"{pk}\t{n}\tdefault\tUser\t{paths[path_key(defn)]}\t{elem}\t{text}\t{num}\t{uniq}\n".encode()
+        )
+    return out
+
+
 async def _index_definitions(conn: asyncpg.Connection) -> dict[str, str]:
     rows = await conn.fetch(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'scimd_attr_values'"
@@ -112,17 +130,14 @@ async def test_fresh_layout_and_fts_of_created_and_imported_rows(
             "SELECT r.id, p.key, a.fts, a.v_text IS NOT NULL FROM scimd_attr_values a"
             " JOIN scimd_resources r ON r.pk = a.pk JOIN scimd_attr_paths p ON p.id = a.path"
         )
+        core = "urn:ietf:params:scim:schemas:core:2.0:user"
         for rid in (made["id"], imported):
             mine = {(key, fts) for r_id, key, fts, has_text in rows if r_id == rid and has_text}
+            # value rows since layout 10: multi-valued values, and userName for the unique
+            # index only (its single value is searched in sv_text)
             off = {key for key, fts in mine if not fts}  # photos.value (a reference): on
-            assert off == {
-                "urn:scimd:common:schemas",
-                "urn:scimd:common:meta.created",
-                "urn:scimd:common:meta.lastmodified",
-                "urn:scimd:common:meta.resourcetype",
-                "urn:scimd:common:meta.version",
-            }
-            assert len(mine) > 6
+            assert off == {"urn:scimd:common:schemas", f"{core}:username"}
+            assert {key for key, fts in mine if fts} >= {f"{core}:emails.value"}
         assert {k: v for k, v in (await _answers(backend, users)).items() if v} == {
             'userName eq "bob@example.com"': {"bob@example.com"},
             'userName co "LIC"': {"alice@example.com"},
@@ -171,9 +186,11 @@ async def test_layout_8_database_is_upgraded_in_place(
         res_rows: list[bytes] = []
         val_rows: list[bytes] = []
         for pk, body in enumerate(_users(), start=1):
-            res, vals = bulk.number(encoder(users, normalize_resource(users, body)), pk)
-            res_rows.append(res)
-            val_rows += [line.rsplit(b"\t", 1)[0] + b"\n" for line in vals.splitlines()]
+            res, _ = bulk.number(encoder(users, normalize_resource(users, body)), pk)
+            columns = res.split(b"\t")[:8]  # without layout 10's sv, sv_text
+            res_rows.append(b"\t".join(columns) + b"\n")
+            data = orjson.loads(columns[7].replace(b"\\\\", b"\\"))
+            val_rows += _layout_8_value_rows(users, paths, pk, data)
         await conn.copy_to_table(
             "scimd_resources",
             source=io.BytesIO(b"".join(res_rows)),
@@ -205,7 +222,7 @@ async def test_layout_8_database_is_upgraded_in_place(
 
         applied = await migrate(conn)
 
-        assert [m.name for m in applied] == ["value_indexes"]
+        assert [m.name for m in applied] == ["value_indexes", "single_values"]
         assert await _index_definitions(conn) == EXPECTED_INDEXES
         assert (
             await conn.fetchval(
@@ -219,6 +236,12 @@ async def test_layout_8_database_is_upgraded_in_place(
         await locker.execute("SELECT pg_advisory_unlock($1)", bulk.BULK_LOCK)
         backend = await open_backend(fresh_dsn, registry, tmp_path)
         try:
+            # layout 10's backfill (at start): the single values moved to sv, sv_text
+            assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values") < len(val_rows)
+            assert not await conn.fetchval(
+                "SELECT count(*) FROM scimd_pending_tasks WHERE name = 'single_values_backfill'"
+            )
+            assert await conn.fetchval("SELECT bool_and(sv <> '{}') FROM scimd_resources")
             got = await _answers(backend, users)
             assert got['userName co "LIC"'] == {"alice@example.com"}
             assert got['emails[not (type eq "home")]'] == {"alice@example.com", "carol@example.com"}
