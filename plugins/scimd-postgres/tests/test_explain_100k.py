@@ -221,3 +221,47 @@ async def test_work_email_value_path_enters_through_the_value_index(
         assert plan["Shared Hit Blocks"] + plan.get("Shared Read Blocks", 0) <= 3 * (
             by_name["Shared Hit Blocks"] + by_name.get("Shared Read Blocks", 0)
         ), (text, plan)
+
+
+async def test_lookup_statements_run_without_parallel_workers(backend: PostgresBackend) -> None:
+    """The lookup pool's statements run on generic plans (``plan_cache_mode``), which
+    cannot know the compared value: PostgreSQL estimates 1% of the rows for an ``sv``
+    containment and, left to itself, planned two parallel workers for ``userName eq`` at
+    a million users (5-8 ms of worker start for a 0.1 ms lookup). Its connections plan no
+    parallel workers. And the flat page filters first, then orders: without that
+    (``OFFSET 0`` in ``_page_sql``) the generic plan walked the id index in order,
+    filtering every row on the way to the one looked up. The plan is read in nodes,
+    which do not depend on the machine's load."""
+    from scimd.backend import Query
+
+    rtype = backend.registry.resource_type("User")
+    assert rtype is not None and backend.lookup_pool is not None
+    q = Query(filter=parse_filter('userName eq "user012345.login"', rtype), count=100)
+    sql, args = backend._flat_sql(CTX, rtype, q, 100)
+    async with backend.lookup_pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        # (at 100,000 users this plan has no parallel workers either way; at a million
+        # it had: the setting is what keeps them off)
+        assert await conn.fetchval("SHOW max_parallel_workers_per_gather") == "0"
+        types = [t.name for t in (await conn.prepare(sql)).get_parameters()]
+        await conn.execute(f"PREPARE flat({', '.join(types)}) AS {sql}")
+        try:
+            raw = await conn.fetchval(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE flat("
+                + ", ".join(_literal(a) for a in args)
+                + ")"
+            )
+        finally:
+            await conn.execute("DEALLOCATE flat")
+    plan: dict[str, Any] = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    nodes = list(_plan_nodes(plan))
+    assert not any("Gather" in n["Node Type"] for n in nodes), nodes
+    assert any(n.get("Index Name") == "scimd_resources_sv" for n in nodes), nodes
+    assert plan["Actual Rows"] == 1
+
+
+def _literal(value: Any) -> str:
+    """``value`` as an SQL literal (test data: strings and integers)."""
+    if isinstance(value, int):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
