@@ -64,16 +64,14 @@ from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
 from scimd_postgres.bulk import VALUE_COLUMNS, BulkMode, Encoded, RowEncoder, number, stamp
 from scimd_postgres.compiler import (
-    PREFIX,
     PgFilterCompiler,
     few_matches,
-    searchable_by_substring,
     sort_expr,
 )
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 from scimd_postgres.pool import reset_plain
-from scimd_postgres.single import SV_INDEXES, in_sv, split_values, sv_json
+from scimd_postgres.single import SV_INDEXES, split_values, sv_json
 from scimd_postgres.state import PostgresStateStore, insert_events
 
 __all__ = ["DRIVER_ERRORS", "PostgresBackend"]
@@ -97,17 +95,10 @@ _SQL_GROUPS = (
     " ON g.tenant = m.tenant AND g.rtype = m.grtype AND g.id = m.group_id"
     " WHERE m.tenant = $1 AND m.member_id = $2 ORDER BY m.group_id"
 )
-_INSERT_VALUES = (
-    "INSERT INTO scimd_attr_values"
-    " (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq, fts)"
-    " SELECT $1, t.n, $2, $3, t.path, t.elem, t.v_text, t.v_num::numeric, false, t.fts"
-    " FROM unnest($4::int[], $5::int[], $6::int[], $7::text[], $8::text[], $9::bool[])"
-    " AS t(n, path, elem, v_text, v_num, fts)"
-)
 _INSERT_UNIQUE = (
     "INSERT INTO scimd_attr_values"
     " (pk, n, tenant, rtype, path, elem, v_text, v_num, uniq, fts)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, true, $9)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8::numeric, true, false)"
 )
 _INSERT_MEMBERS = (
     "INSERT INTO scimd_members (tenant, grtype, group_id, member_id, member_type,"
@@ -378,7 +369,6 @@ class PostgresBackend:
         return done
 
     async def _backfill_sv_type(self, conn: asyncpg.Connection, rtype: ResourceType) -> int:
-        singles = sorted({self._paths[path_key(d)] for d in _defs_of(rtype) if in_sv(d)})
         done, last = 0, 0
         while True:
             batch = await conn.fetch(
@@ -405,10 +395,7 @@ class PostgresBackend:
                 texts,
             )
             await conn.execute(
-                "DELETE FROM scimd_attr_values WHERE pk = ANY($1::bigint[])"
-                " AND path = ANY($2::int[]) AND NOT uniq",
-                pks,
-                singles,
+                "DELETE FROM scimd_attr_values WHERE pk = ANY($1::bigint[]) AND NOT uniq", pks
             )
             done += len(batch)
             last = pks[-1]
@@ -501,12 +488,12 @@ class PostgresBackend:
 
     def _values(
         self, rtype: ResourceType, resource: dict[str, Any]
-    ) -> tuple[str, str, list[tuple[int, IndexRow, bool]]]:
-        """(``sv`` as JSON, ``sv_text``, the value rows) of a resource's stored form
+    ) -> tuple[str, str, list[tuple[int, IndexRow]]]:
+        """(``sv`` as JSON, ``sv_text``, the unique value rows) of a resource's stored form
         (``scimd_postgres.single``)."""
         rows = extract_values(rtype, resource, self.relations(rtype))
-        sv, sv_text, keep = split_values(rows, self._paths)
-        return sv_json(sv).decode(), sv_text, keep
+        sv, sv_text, unique_rows = split_values(rows, self._paths)
+        return sv_json(sv).decode(), sv_text, unique_rows
 
     async def _write_values(
         self,
@@ -514,48 +501,23 @@ class PostgresBackend:
         pk: int,
         tenant: str,
         rtype: ResourceType,
-        rows: list[tuple[int, IndexRow, bool]],
+        rows: list[tuple[int, IndexRow]],
     ) -> None:
-        """Write the value rows of ``rows`` (``_values``) of resource ``pk``."""
-        ns: list[int] = []
-        paths: list[int] = []
-        elems: list[int] = []
-        texts: list[str | None] = []
-        nums: list[str | None] = []
-        substr: list[bool] = []
+        """Write the unique value rows ``rows`` (``_values``) of resource ``pk``: a value
+        another resource holds is a 409 naming the attribute."""
         seen: set[tuple[int, str]] = set()
-        for n, (defn, elem, v_text, v_num, original), only_unique in rows:
+        for n, (defn, elem, v_text, v_num, original) in rows:
             pid = self._paths[path_key(defn)]
-            # a single value kept for the unique index only is never searched here
-            fts = searchable_by_substring(defn) and not only_unique
-            if defn.uniqueness != "none" and v_text and (pid, v_text) not in seen:
-                seen.add((pid, v_text))
-                try:
-                    await conn.execute(
-                        _INSERT_UNIQUE,
-                        pk,
-                        n,
-                        tenant,
-                        rtype.name,
-                        pid,
-                        elem,
-                        v_text,
-                        _num_text(v_num),
-                        fts,
-                    )
-                except asyncpg.UniqueViolationError as exc:
-                    raise _uniqueness(defn, original) from exc
+            assert v_text is not None
+            if (pid, v_text) in seen:  # repeated within the resource: one row holds it
                 continue
-            ns.append(n)
-            paths.append(pid)
-            elems.append(elem)
-            texts.append(v_text)
-            nums.append(_num_text(v_num))
-            substr.append(fts)
-        if ns:
-            await conn.execute(
-                _INSERT_VALUES, pk, tenant, rtype.name, ns, paths, elems, texts, nums, substr
-            )
+            seen.add((pid, v_text))
+            try:
+                await conn.execute(
+                    _INSERT_UNIQUE, pk, n, tenant, rtype.name, pid, elem, v_text, _num_text(v_num)
+                )
+            except asyncpg.UniqueViolationError as exc:
+                raise _uniqueness(defn, original) from exc
 
     async def _resolve_members(
         self,
@@ -1278,30 +1240,24 @@ class PostgresBackend:
     async def import_email_owners(
         self, ctx: OpContext, rtype: ResourceType, values: Sequence[str]
     ) -> list[dict[str, Any]]:
-        """The stored resources of ``rtype`` with an ``emails.value`` equal (caseExact
-        false: casefolded) to one of ``values``; ``scimd import``'s set-based check of
-        ``scim.unique_email``."""
-        emails = rtype.schema.attr("emails")
-        value = emails.sub("value") if emails is not None else None
-        pid = self._paths.get(path_key(value)) if value is not None else None
-        if value is None or pid is None or not values:
+        """The stored resources of ``rtype`` whose primary email is one of ``values``
+        (their derived key in ``scimd_unique_keys``, the normalised address):
+        ``scimd import``'s set-based check of ``scim.unique_email``, which compares
+        primary emails. One B-tree lookup per value, also while a bulk import has dropped
+        the GIN indexes."""
+        keys = sorted({v for v in values if not _has_nul(v)})
+        if EMAIL not in kinds_of(rtype) or not keys:
             return []
-        texts = sorted({fold(v, value.case_exact) for v in values if not _has_nul(v)})
 
         async def run(conn: asyncpg.Connection) -> list[dict[str, Any]]:
             rows = await conn.fetch(
-                # one prefix-index lookup per value, whatever the plan: a join or "= ANY"
-                # let the planner (and the generic plan of the prepared statement) scan
-                # every emails.value row of the tenant, quadratic over an import's batches
-                "SELECT DISTINCT ON (r.pk) r.data FROM unnest($4::text[]) AS t(v)"
-                " CROSS JOIN LATERAL (SELECT a.pk FROM scimd_attr_values a"
-                " WHERE a.tenant = $1 AND a.rtype = $2 AND a.path = $3"
-                f" AND left(a.v_text, {PREFIX}) = left(t.v, {PREFIX}) AND a.v_text = t.v"
-                " OFFSET 0) AS a JOIN scimd_resources r ON r.pk = a.pk",
+                "SELECT DISTINCT ON (r.pk) r.data FROM scimd_unique_keys u"
+                " JOIN scimd_resources r ON r.pk = u.pk AND r.rtype = $3"
+                " WHERE u.tenant = $1 AND u.kind = $2 AND u.key = ANY($4::text[])",
                 ctx.tenant,
+                EMAIL,
                 rtype.name,
-                pid,
-                texts,
+                keys,
             )
             return [row[0] for row in rows]
 
@@ -1391,15 +1347,14 @@ class PostgresBackend:
         that shape, with the new value put in. Where the value goes is learnt by compiling
         the shape with a second value: the statement is kept when its SQL is the same and
         the arguments that differ hold each value as the compiler binds it (casefolded
-        unless caseExact; a valuePath binds it twice, the value index's prefix of it too,
-        which is the value itself up to ``PREFIX`` characters: longer values compile)."""
+        unless caseExact; a valuePath binds it twice: for its entry and in its filter)."""
         if q.shape is None:
             return self._page_sql(ctx, rtype, q, count, flat=True)
         shape, value = q.shape
         operand = fold(value, shape.case_exact)
         key = (shape, ctx.tenant, rtype.name, ctx.load_members, ctx.load_groups)
         known = self._shape_sql.get(key)
-        if known is not None and len(operand) <= PREFIX:
+        if known is not None:
             sql, template, slots = known
             args = list(template)
             for slot in slots:
@@ -1407,7 +1362,7 @@ class PostgresBackend:
             args[-1] = count
             return sql, args
         sql, args = self._page_sql(ctx, rtype, q, count, flat=True)
-        if known is None and len(operand) <= PREFIX:
+        if known is None:
             probe = dataclasses.replace(q, filter=shape.build(_SHAPE_PROBE))
             sql2, args2 = self._page_sql(ctx, rtype, probe, count, flat=True)
             slots = tuple(i for i, (a, b) in enumerate(zip(args, args2, strict=False)) if a != b)

@@ -27,7 +27,7 @@ import orjson
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, extract_values, path_key
 from scimd.store.unique_keys import derive_keys
-from scimd_postgres.single import SV_INDEXES, searchable_by_substring, split_values, sv_json
+from scimd_postgres.single import SV_INDEXES, split_values, sv_json
 
 __all__ = [
     "BULK_INDEXES",
@@ -125,8 +125,8 @@ class RowEncoder:
         self.rtype = rtype
         self.paths = paths
         self._head = f"\t{copy_text(tenant)}\t{copy_text(rtype)}\t"
-        # attribute -> (path id, "\t<tenant>\t<rtype>\t<path id>\t", unique, "\t<fts>\n")
-        self._prefix: dict[AttributeDef, tuple[int, str, bool, str]] = {}
+        # attribute -> (path id, "\t<tenant>\t<rtype>\t<path id>\t")
+        self._prefix: dict[AttributeDef, tuple[int, str]] = {}
         self._relations: dict[ResourceType, Relations] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -141,10 +141,9 @@ class RowEncoder:
 
     __hash__ = None  # type: ignore[assignment]
 
-    def _row_prefix(self, defn: AttributeDef) -> tuple[int, str, bool, str]:
+    def _row_prefix(self, defn: AttributeDef) -> tuple[int, str]:
         pid = self.paths[path_key(defn)]
-        end = "\tt\n" if searchable_by_substring(defn) else "\tf\n"
-        found = self._prefix[defn] = (pid, f"{self._head}{pid}\t", defn.uniqueness != "none", end)
+        found = self._prefix[defn] = (pid, f"{self._head}{pid}\t")
         return found
 
     def __call__(self, rtype: ResourceType, resource: dict[str, Any]) -> Encoded:
@@ -190,22 +189,18 @@ class RowEncoder:
         unique: list[tuple[int, str, str]] = []
         seen: set[tuple[int, str]] = set()
         prefixes = self._prefix
-        for n, (defn, elem, v_text, v_num, original), only_unique in rows:
+        for n, (defn, elem, v_text, v_num, original) in rows:
             try:
-                pid, prefix, uniq, end = prefixes[defn]
+                pid, prefix = prefixes[defn]
             except KeyError:
-                pid, prefix, uniq, end = self._row_prefix(defn)
-            if only_unique:
-                end = "\tf\n"  # never searched in the value rows: see _write_values
-            if uniq:
-                uniq = bool(v_text) and (pid, v_text) not in seen
-                if uniq:
-                    assert v_text is not None
-                    seen.add((pid, v_text))
-                    unique.append((pid, v_text, _uniqueness_message(defn, original)))
-            text = _NULL if v_text is None else copy_text(v_text)
+                pid, prefix = self._row_prefix(defn)
+            assert v_text is not None
+            if (pid, v_text) in seen:  # repeated within the resource: one row holds it
+                continue
+            seen.add((pid, v_text))
+            unique.append((pid, v_text, _uniqueness_message(defn, original)))
             num = _NULL if v_num is None else str(v_num)
-            lines.append(f"\x01\t{n}{prefix}{elem}\t{text}\t{num}\t{'t' if uniq else 'f'}{end}")
+            lines.append(f"\x01\t{n}{prefix}{elem}\t{copy_text(v_text)}\t{num}\tt\tf\n")
         keys = tuple((k.kind, k.key) for k in derive_keys(rtype, data))
         value_rows = "".join(lines).encode()
         return Encoded(rid, None, tuple(unique), resource_row, value_rows, raw, keys)
@@ -217,7 +212,7 @@ BULK_LOCK = 0x5C1D_0000_0002
 """The ``pg_advisory_lock`` key held by a bulk-mode import (one at a time per database)."""
 BULK_MARKER = "bulk_import_dropped_indexes"
 """``scimd_store_meta`` key: the definitions of the indexes a bulk import dropped (JSON)."""
-BULK_INDEXES = ("scimd_attr_values_trgm", *SV_INDEXES)
+BULK_INDEXES = tuple(SV_INDEXES)
 """Secondary indexes cheaper to rebuild than to maintain during a big load: the trigram
 index (maintained, it cost PostgreSQL about twice its rebuild). Kept: the primary keys,
 the unique indexes (uniqueness stays enforced by PostgreSQL), the prefix value index (the

@@ -1,17 +1,20 @@
 """Filters and sorts compiled to PostgreSQL, with every value a bound ``$n`` parameter.
 
-The PostgreSQL dialect of ``scimd.store.sql`` (same layout idea, same semantics): the
-indexed values come from ``scimd.store.sql.extract_values`` (casefolded in Python at write
-time unless caseExact, dateTimes as canonical UTC strings, numbers and booleans in
-``v_num``), text columns are ``COLLATE "C"`` so comparisons are by code point, and every
-predicate is two-valued (never SQL NULL) so ``NOT`` is Python's ``not``.
+The PostgreSQL dialect of ``scimd.store.sql`` (same semantics): the values come from
+``scimd.store.sql.extract_values`` (casefolded in Python at write time unless caseExact,
+dateTimes as canonical UTC strings, booleans as 1/0) and live in the resource's ``sv``
+object (``scimd_postgres.single``, layout 10); text compares ``COLLATE "C"`` so
+comparisons are by code point, and every predicate is two-valued (never SQL NULL) so
+``NOT`` is Python's ``not``.
 
 Member values (``members.value``, ``groups.value``) and ``id`` are compared against the
 columns of ``scimd_members``/``scimd_resources`` directly, so ``eq`` on them is an index
-lookup; ``eq`` on any other attribute is a lookup of ``scimd_attr_values_prefix`` (the
-first ``PREFIX`` characters of the value; the full value is rechecked), ``sw`` a prefix
-range on it, ``co``/``ew`` an escaped ``LIKE`` served by the pg_trgm GIN index
-``scimd_attr_values_trgm`` (migration 0003).
+lookup; ``eq`` on any other attribute is containment (``sv @> {"<path id>": value}``,
+shaped like the attribute's place in ``sv``), served by the GIN index
+``scimd_resources_sv``; ``co``/``sw``/``ew`` narrow the resources by an escaped ``LIKE``
+on ``sv_text`` (pg_trgm, ``scimd_resources_sv_trgm``). Any other comparison, presence
+and sorting read the values from ``sv`` itself (``jsonb_path_query`` over a path built
+from path ids only).
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sqlcommon import (
     Relations,
-    entered_by,
     fold,
     iter_nodes,
     path_key,
@@ -44,12 +46,11 @@ from scimd.store.sqlcommon import (
     value_path_driver,
 )
 from scimd.store.sqlcommon import is_id as _is_id
-from scimd.store.sqlcommon import next_prefix as _next_prefix
-from scimd_postgres.single import SEP, in_sv, searchable_by_substring
+from scimd_postgres.single import ANY, SEP, in_sv, searchable_by_substring
 
 __all__ = [
     "FALSE",
-    "PREFIX",
+    "PRESENT",
     "TRUE",
     "PgFilterCompiler",
     "few_matches",
@@ -63,26 +64,22 @@ TRUE = "TRUE"
 FALSE = "FALSE"
 
 
-PREFIX = 200
-"""Characters of ``v_text`` in the value index (``left(v_text, 200)``, migration 0004)."""
-
-
-def _prefix(column: str) -> str:
-    return f"left({column}, {PREFIX})"
-
-
 def like_escape(text: str) -> str:
     """``text`` as a literal inside a LIKE pattern (default escape character ``\\``)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def sv_columns(key: str) -> tuple[str, str]:
-    """(text, number) SQL of the single value under ``key`` (an SQL literal) of ``r``:
-    NULL when absent or of the other kind."""
-    value = f"(r.sv -> {key})"
-    text = f"(CASE WHEN jsonb_typeof({value}) = 'string' THEN (r.sv ->> {key}) COLLATE \"C\" END)"
-    num = f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN {value}::numeric END)"
+def jsonb_columns(value: str) -> tuple[str, str]:
+    """(text, number) SQL of the jsonb ``value``: NULL when absent or of the other kind."""
+    text = (
+        f"(CASE WHEN jsonb_typeof({value}) = 'string' THEN ({value} #>> '{{}}') COLLATE \"C\" END)"
+    )
+    num = f"(CASE WHEN jsonb_typeof({value}) = 'number' THEN ({value})::numeric END)"
     return text, num
+
+
+PRESENT = "<> '\"\"'::jsonb"
+"""Of a jsonb value: present (a number, or a non-empty string)."""
 
 
 def _probe(defn: AttributeDef, value: Value) -> tuple[str, Any] | None:
@@ -248,21 +245,7 @@ class PgFilterCompiler:
             return _RelationElem(owner, self).exists(
                 lambda e: e.any_value(self, defn, node.op, node.value)
             )
-        if in_sv(defn):
-            return self.single(defn, node.op, node.value)
-        return self.values_of(defn, node.op, node.value)
-
-    def values_of(self, defn: AttributeDef, op: str, value: Value) -> str:
-        """Whether a value row of ``defn`` of the resource matches (entered by the value
-        indexes)."""
-        pid = self.path_id(path_key(defn))
-        cond = self.cond(defn, op, value, "a.v_text", "a.v_num")
-        if pid is None or cond is None:
-            return FALSE
-        return (
-            f"r.pk IN (SELECT a.pk FROM scimd_attr_values a WHERE a.tenant = {self.tenant_p()}"
-            f" AND a.rtype = {self.rtype_p()} AND a.path = {self.p(pid)} AND {cond})"
-        )
+        return self.values(defn, node.op, node.value)
 
     def cond(self, defn: AttributeDef, op: str, value: Value, text: str, num: str) -> str | None:
         """SQL comparing one stored value (``text``/``num`` expressions) with ``value``;
@@ -287,54 +270,23 @@ class PgFilterCompiler:
             instant = canonical_datetime(value)
             if instant is None or sql_op is None:
                 return None
-            return self._ordered(text, sql_op, instant)
+            return f"{text} {sql_op} {self.p(instant)}::text"
         if kind == "complex":
             return None
         operand = fold(value, defn.case_exact)
-        # scimd_attr_values is indexed on left(v_text, PREFIX) (migration 0004): a
-        # condition on the prefix lets the index narrow the rows, the full value rechecks.
-        indexed = text.endswith(".v_text")
         if sql_op is not None:
-            return self._ordered(text, sql_op, operand)
+            return f"{text} {sql_op} {self.p(operand)}::text"
         if operand == "":
             return f"{text} IS NOT NULL"
-        # the trigram index holds the rows with fts (every row of a searchable attribute):
-        # the condition lets the planner use it
-        fts = (
-            f"{text[: -len('v_text')]}fts AND " if indexed and searchable_by_substring(defn) else ""
-        )
         if op == "co":
-            # LIKE with an escaped pattern: exact, and served by the pg_trgm GIN index
-            # (migration 0003); strpos() would not be.
-            return f"({fts}{text} LIKE {self.p('%' + like_escape(operand) + '%')}::text)"
+            return f"{text} LIKE {self.p('%' + like_escape(operand) + '%')}::text"
         if op == "sw":
-            if indexed and len(operand) > PREFIX:
-                return (
-                    f"({_prefix(text)} = {self.p(operand[:PREFIX])}::text"
-                    f" AND starts_with({text}, {self.p(operand)}::text))"
-                )
-            upper = _next_prefix(operand)
-            if upper is None:
-                return f"starts_with({text}, {self.p(operand)}::text)"
-            # A range is exact for prefixes in code point order and uses the value index;
-            # on the indexed prefix too, as long as the operand is no longer than it.
-            col = _prefix(text) if indexed else text
-            return f"({col} >= {self.p(operand)}::text AND {col} < {self.p(upper)}::text)"
+            return f"starts_with({text}, {self.p(operand)}::text)"
         if op == "ew":
-            return f"({fts}{text} LIKE {self.p('%' + like_escape(operand))}::text)"
+            return f"{text} LIKE {self.p('%' + like_escape(operand))}::text"
         return None
 
-    def _ordered(self, text: str, sql_op: str, operand: str) -> str:
-        """``text <sql_op> operand``; on ``scimd_attr_values.v_text`` with a condition on
-        its indexed prefix first (eq: equal prefixes; a greater string has a prefix >=,
-        a smaller one a prefix <=), so the value index narrows the rows."""
-        full = f"{text} {sql_op} {self.p(operand)}::text"
-        if not text.endswith(".v_text"):
-            return full
-        pre_op = {"=": "=", ">": ">=", ">=": ">=", "<": "<=", "<=": "<="}[sql_op]
-        return f"({_prefix(text)} {pre_op} {self.p(operand[:PREFIX])}::text AND {full})"
-
-    # -- single values (``scimd_resources.sv``, ``scimd_postgres.single``)
+    # -- values in sv (``scimd_postgres.single``)
 
     def sv_key(self, defn: AttributeDef) -> str | None:
         """The ``sv`` key of ``defn`` as an SQL literal (a path id: digits only), or None
@@ -342,43 +294,107 @@ class PgFilterCompiler:
         pid = self.path_id(path_key(defn))
         return None if pid is None else f"'{int(pid)}'"
 
-    def single(self, defn: AttributeDef, op: str, value: Value) -> str:
-        """``defn <op> value`` on the resource's single value of ``defn`` (not None)."""
-        key = self.sv_key(defn)
-        if key is None:
-            return FALSE
-        if op == "eq":
-            # containment: served by the GIN index on sv, exact (numbers by value)
-            probe = _probe(defn, value)
-            if probe is None:
-                return FALSE
-            cast, operand = probe
-            return f"r.sv @> jsonb_build_object({key}::text, {self.p(operand)}::{cast})"
-        text, num = sv_columns(key)
-        cond = self.cond(defn, op, value, text, num)
-        if cond is None:
-            return FALSE
-        narrow = ""
-        if op in ("co", "sw", "ew") and isinstance(value, str) and value:
-            operand = fold(value, defn.case_exact)
-            if searchable_by_substring(defn):
-                # sv_text holds this value between SEP characters: its trigram index
-                # narrows the resources, the condition on the value itself decides
-                pattern = {
-                    "co": f"%{like_escape(operand)}%",
-                    "sw": f"%{SEP}{like_escape(operand)}%",
-                    "ew": f"%{like_escape(operand)}{SEP}%",
-                }[op]
-                narrow = f"r.sv_text LIKE {self.p(pattern)}::text AND "
-        return f"({narrow}coalesce({cond}, false))"
+    def sv_path(self, defn: AttributeDef) -> str | None:
+        """The jsonpath (an SQL literal of path ids only) of every value of ``defn`` in
+        ``r.sv``: lax ``[*]`` reads one value and a list alike."""
+        pid = self.path_id(path_key(defn))
+        if pid is None:
+            return None
+        path = f'$."{int(pid)}"[*]'
+        parent = defn.parent
+        if parent is not None and parent.multi_valued:
+            ppid = self.path_id(path_key(parent))
+            if ppid is None:
+                return None
+            path = f'$."{int(ppid)}"[*]."{int(pid)}"[*]'
+        return f"'{path}'::jsonpath"
 
-    def single_present(self, defn: AttributeDef) -> str:
+    def probe(self, defn: AttributeDef, value: Value, *, within: bool = False) -> str | None:
+        """SQL of the jsonb that ``sv`` contains when a value of ``defn`` equals ``value``
+        (shaped like its place in ``sv``; ``within``: in one element of its multi-valued
+        parent), or None when no stored value can equal it. Exact: strings, numbers by
+        value; served by the GIN index on ``sv``."""
+        found = _probe(defn, value)
+        key = self.sv_key(defn)
+        if found is None or key is None:
+            return None
+        cast, operand = found
+        leaf = f"{self.p(operand)}::{cast}"
+        if defn.multi_valued:
+            leaf = f"jsonb_build_array({leaf})"
+        node = f"jsonb_build_object({key}::text, {leaf})"
+        parent = defn.parent
+        if within or parent is None or not parent.multi_valued:
+            return node
+        outer = self.sv_key(parent)
+        if outer is None:
+            return None
+        return f"jsonb_build_object({outer}::text, jsonb_build_array({node}))"
+
+    def values(self, defn: AttributeDef, op: str, value: Value, on: str = "r.sv") -> str:
+        """Whether a value of ``defn`` in ``on`` (the resource's ``sv``, or an element of
+        a multi-valued attribute inside a valuePath) matches ``op value``."""
+        within = on != "r.sv"
+        if op == "eq":
+            probe = self.probe(defn, value, within=within)
+            return FALSE if probe is None else f"{on} @> {probe}"
+        if in_sv(defn) and not within:
+            key = self.sv_key(defn)
+            if key is None:
+                return FALSE
+            text, num = jsonb_columns(f"(r.sv -> {key})")
+            cond = self.cond(defn, op, value, text, num)
+            if cond is None:
+                return FALSE
+            return f"({self._narrow(defn, op, value)}coalesce({cond}, false))"
+        alias = self._new_alias("v")
+        if within:
+            key = self.sv_key(defn)
+            path = None if key is None else f"'$.\"{key[1:-1]}\"[*]'::jsonpath"
+        else:
+            path = self.sv_path(defn)
+        text, num = jsonb_columns(alias)
+        cond = self.cond(defn, op, value, text, num)
+        if path is None or cond is None:
+            return FALSE
+        narrow = "" if within else self._narrow(defn, op, value)
+        return (
+            f"({narrow}EXISTS (SELECT 1 FROM jsonb_path_query({on}, {path}) {alias} WHERE {cond}))"
+        )
+
+    def _narrow(self, defn: AttributeDef, op: str, value: Value) -> str:
+        """A condition on ``sv_text`` (pg_trgm) for ``co``/``sw``/``ew``: its trigram index
+        narrows the resources, the condition on the values decides."""
+        if op not in ("co", "sw", "ew") or not isinstance(value, str) or not value:
+            return ""
+        if not searchable_by_substring(defn) or "\x00" in value:
+            return ""
+        operand = like_escape(fold(value, defn.case_exact))
+        pattern = {"co": f"%{operand}%", "sw": f"%{SEP}{operand}%", "ew": f"%{operand}{SEP}%"}
+        return f"r.sv_text LIKE {self.p(pattern[op])}::text AND "
+
+    def present(self, defn: AttributeDef, on: str = "r.sv") -> str:
+        """Whether ``defn`` has a present value in ``on`` (see ``values``)."""
+        within = on != "r.sv"
         key = self.sv_key(defn)
         if key is None:
             return FALSE
-        if defn.is_complex:
-            return f"coalesce(r.sv -> {key} = '1'::jsonb, false)"
-        return f"coalesce(r.sv -> {key} <> '\"\"'::jsonb, false)"
+        if in_sv(defn) and not within:
+            if defn.is_complex:
+                return f"coalesce(r.sv -> {key} = '1'::jsonb, false)"
+            return f"coalesce(r.sv -> {key} {PRESENT}, false)"
+        alias = self._new_alias("v")
+        if defn.is_complex:  # a multi-valued one: an element with a present leaf
+            return (
+                f"EXISTS (SELECT 1 FROM jsonb_path_query(r.sv, {self.sv_path(defn)}) {alias}"
+                f" WHERE {alias} -> '{ANY}' = '1'::jsonb)"
+            )
+        path = f"'$.\"{key[1:-1]}\"[*]'::jsonpath" if within else self.sv_path(defn)
+        if path is None:
+            return FALSE
+        return (
+            f"EXISTS (SELECT 1 FROM jsonb_path_query({on}, {path}) {alias} WHERE {alias} {PRESENT})"
+        )
 
     # -- presence
 
@@ -394,20 +410,7 @@ class PgFilterCompiler:
             if defn is owner:
                 return rel.exists(lambda e: TRUE)
             return rel.exists(lambda e: e.present(self, defn))
-        if in_sv(defn):
-            return self.single_present(defn)
-        return self.values_present(defn)
-
-    def values_present(self, defn: AttributeDef) -> str:
-        """Whether the resource has a present value row of ``defn``."""
-        pid = self.path_id(path_key(defn))
-        if pid is None:
-            return FALSE
-        cond = "a.v_num = 1" if defn.is_complex else "(a.v_num IS NOT NULL OR a.v_text <> '')"
-        return (
-            f"EXISTS (SELECT 1 FROM scimd_attr_values a WHERE a.pk = r.pk"
-            f" AND a.path = {self.p(pid)} AND {cond})"
-        )
+        return self.present(defn)
 
     # -- valuePath
 
@@ -420,38 +423,25 @@ class PgFilterCompiler:
             return _RelationElem(owner, self).exists(lambda e: self._node(node.filter, e))
         if not outer.is_complex:
             return FALSE
-        if in_sv(outer):
+        key = self.sv_key(outer)
+        if key is None:
+            return FALSE
+        if not outer.multi_valued:
             # the resource's one element: there when its marker is
-            key = self.sv_key(outer)
-            if key is None:
-                return FALSE
             return f"(r.sv ? {key} AND {self._node(node.filter, _SingleElem(outer))})"
         alias = self._new_alias("e")
+        entry = ""
         drive = value_path_driver(node.filter, outer)
-        elem = _ValueElem(alias, outer, drive)
         if drive is not None:
-            # Enter through the value index (path, prefix, tenant, rtype) on the most
-            # selective positive eq of a sub-attribute; the whole filter is still checked,
-            # but not that eq again (``entered_by``).
-            target, value = drive
-            pid = self.path_id(path_key(target))
-            cond = self.cond(target, "eq", value, f"{alias}.v_text", f"{alias}.v_num")
-            if pid is None or cond is None:
+            # Enter through the GIN index on the most selective positive eq of a
+            # sub-attribute (every match has it); the whole filter is checked per element.
+            probe = self.probe(drive[0], drive[1])
+            if probe is None:
                 return FALSE
-        else:
-            # No value to enter by: each resource's elements, by its marker rows (primary
-            # key (pk, path, ...); markers have no text and are not in the value index).
-            pid = self.path_id(path_key(outer))
-            if pid is None:
-                return FALSE
-            return (
-                f"EXISTS (SELECT 1 FROM scimd_attr_values {alias} WHERE {alias}.pk = r.pk"
-                f" AND {alias}.path = {self.p(pid)} AND {self._node(node.filter, elem)})"
-            )
+            entry = f"r.sv @> {probe} AND "
         return (
-            f"r.pk IN (SELECT {alias}.pk FROM scimd_attr_values {alias} WHERE {alias}.tenant ="
-            f" {self.tenant_p()} AND {alias}.rtype = {self.rtype_p()}"
-            f" AND {alias}.path = {self.p(pid)} AND {cond} AND {self._node(node.filter, elem)})"
+            f"({entry}EXISTS (SELECT 1 FROM jsonb_path_query(r.sv, {self.sv_path(outer)})"
+            f" {alias} WHERE {self._node(node.filter, _JsonElem(alias, outer))}))"
         )
 
 
@@ -467,46 +457,28 @@ class _Elem(ABC):
         """SQL that is true when ``defn`` has a value in this element."""
 
 
-class _ValueElem(_Elem):
-    """An element of a complex attribute in ``scimd_attr_values`` (alias: its entry row)."""
+class _JsonElem(_Elem):
+    """An element of a multi-valued complex attribute in ``sv`` (alias: the jsonb
+    object)."""
 
-    def __init__(
-        self, alias: str, outer: AttributeDef, entered: tuple[AttributeDef, Value] | None
-    ) -> None:
+    def __init__(self, alias: str, outer: AttributeDef) -> None:
         self.alias = alias
         self.outer = outer
-        self.entered = entered
 
     def any_value(self, c: PgFilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
         if defn is self.outer:
             return FALSE
-        if entered_by(self.entered, defn, op, value):
-            return TRUE  # the entry row itself is this element's value
-        pid = c.path_id(path_key(defn))
-        cond = c.cond(defn, op, value, "a.v_text", "a.v_num")
-        if pid is None or cond is None:
-            return FALSE
-        return (
-            f"EXISTS (SELECT 1 FROM scimd_attr_values a WHERE a.pk = {self.alias}.pk"
-            f" AND a.path = {c.p(pid)} AND a.elem = {self.alias}.elem AND {cond})"
-        )
+        return c.values(defn, op, value, on=self.alias)
 
     def present(self, c: PgFilterCompiler, defn: AttributeDef) -> str:
         if defn is self.outer:
             return FALSE
-        pid = c.path_id(path_key(defn))
-        if pid is None:
-            return FALSE
-        return (
-            f"EXISTS (SELECT 1 FROM scimd_attr_values a WHERE a.pk = {self.alias}.pk"
-            f" AND a.path = {c.p(pid)} AND a.elem = {self.alias}.elem"
-            f" AND (a.v_num IS NOT NULL OR a.v_text <> ''))"
-        )
+        return c.present(defn, on=self.alias)
 
 
 class _SingleElem(_Elem):
-    """The value of a single-valued complex attribute (its leaves in ``sv``; a
-    multi-valued sub-attribute's in ``scimd_attr_values``)."""
+    """The value of a single-valued complex attribute (its leaves have keys of their own
+    in ``sv``)."""
 
     def __init__(self, outer: AttributeDef) -> None:
         self.outer = outer
@@ -514,16 +486,12 @@ class _SingleElem(_Elem):
     def any_value(self, c: PgFilterCompiler, defn: AttributeDef, op: str, value: Value) -> str:
         if defn is self.outer:
             return FALSE
-        if in_sv(defn):
-            return c.single(defn, op, value)
-        return c.values_of(defn, op, value)
+        return c.values(defn, op, value)
 
     def present(self, c: PgFilterCompiler, defn: AttributeDef) -> str:
         if defn is self.outer:
             return FALSE
-        if in_sv(defn):
-            return c.single_present(defn)
-        return c.values_present(defn)
+        return c.present(defn)
 
 
 class _RelationElem(_Elem):
@@ -601,6 +569,9 @@ class _RelationElem(_Elem):
 # --------------------------------------------------------------------------- sorting
 
 
+# --------------------------------------------------------------------------- sorting
+
+
 def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
     """(SQL for the sort key of ``r`` by ``path``, its value kind) equal to
     ``scimd.query.sort.sort_value``; kind is ``text``, ``num``, ``bool`` or None (no key)."""
@@ -610,8 +581,6 @@ def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
     if defn.is_complex:
         return "NULL::text", None
     kind = {"boolean": "bool", "integer": "num", "decimal": "num"}.get(defn.type, "text")
-    column = "v_num" if kind != "text" else "v_text"
-    present = "(a.v_num IS NOT NULL OR a.v_text <> '')"
     owner = c.relations.owner(defn)
     if owner is not None:
         rel = _RelationElem(owner, c)
@@ -631,35 +600,35 @@ def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
         sv = c.sv_key(defn)
         if sv is None:
             return null, kind
-        text, num = sv_columns(sv)
+        text, num = jsonb_columns(f"(r.sv -> {sv})")
         return (f"nullif({text}, '')" if kind == "text" else num), kind
-    pid = c.path_id(path_key(defn))
-    if pid is None:
-        return null, kind
+    # the first present value: of the attribute, or of the first element with a present
+    # leaf, a primary one first
+    v = c._new_alias("v")
+    text, num = jsonb_columns(v)
+    value = text if kind == "text" else num
     parent = defn.parent
     if parent is None or not parent.multi_valued:
+        path_sql = c.sv_path(defn)
+        if path_sql is None:
+            return null, kind
         return (
-            f"(SELECT a.{column} FROM scimd_attr_values a WHERE a.pk = r.pk"
-            f" AND a.path = {c.p(pid)} AND {present} ORDER BY a.elem, a.n LIMIT 1)",
+            f"(SELECT {value} FROM jsonb_path_query(r.sv, {path_sql}) {v}"
+            f" WHERE {v} {PRESENT} LIMIT 1)",
             kind,
         )
-    outer = c.path_id(path_key(parent))
-    if outer is None:
+    elements, sub = c.sv_path(parent), c.sv_key(defn)
+    if elements is None or sub is None:
         return null, kind
     primary = parent.sub("primary")
-    ppid = c.path_id(path_key(primary)) if primary is not None else None
-    order = "e.elem"
-    if ppid is not None:
-        order = (
-            f"NOT EXISTS (SELECT 1 FROM scimd_attr_values p WHERE p.pk = e.pk"
-            f" AND p.path = {c.p(ppid)} AND p.elem = e.elem AND p.v_num = 1), e.elem"
-        )
-    elem = (
-        f"(SELECT e.elem FROM scimd_attr_values e WHERE e.pk = r.pk AND e.path = {c.p(outer)}"
-        f" AND e.v_num = 1 ORDER BY {order} LIMIT 1)"
-    )
+    pkey = c.sv_key(primary) if primary is not None else None
+    order = "x.i"
+    if pkey is not None:
+        order = f"coalesce(x.e -> {pkey} = '1'::jsonb, false) DESC, x.i"
     return (
-        f"(SELECT a.{column} FROM scimd_attr_values a WHERE a.pk = r.pk AND a.path = {c.p(pid)}"
-        f" AND a.elem = {elem} AND {present} ORDER BY a.n LIMIT 1)",
+        f"(SELECT {value} FROM (SELECT x.e FROM jsonb_path_query(r.sv, {elements})"
+        f" WITH ORDINALITY AS x(e, i) WHERE x.e -> '{ANY}' = '1'::jsonb ORDER BY {order}"
+        f" LIMIT 1) pe, jsonb_path_query(pe.e, '$.\"{sub[1:-1]}\"[*]'::jsonpath) {v}"
+        f" WHERE {v} {PRESENT} LIMIT 1)",
         kind,
     )

@@ -1,24 +1,27 @@
-"""Single values in ``scimd_resources`` (layout 10): the ``sv`` and ``sv_text`` columns.
+"""The filterable values of a resource as one jsonb object (layout 10): ``sv`` and
+``sv_text`` on ``scimd_resources``.
 
-The values of a resource's *single-valued* attributes (a top-level or extension attribute
-that is not multi-valued, a sub-attribute of a single-valued complex attribute, and that
-complex attribute's own marker) are not rows of ``scimd_attr_values`` but one jsonb
-object on the resource's row, keyed by the attribute's path id (``scimd_attr_paths``):
+Every filterable value of a resource (``scimd.store.sql.extract_values``: a string
+casefolded unless caseExact, a dateTime as the canonical UTC instant, a number, a boolean
+as 1/0) is in ``sv``, keyed by the attribute's path id (``scimd_attr_paths``), shaped
+like the resource:
 
-* a leaf is what its value row held: a string casefolded unless caseExact, a dateTime as
-  the canonical UTC instant, a number, a boolean as 1/0;
-* a single-valued complex attribute is 1 when it has a present leaf, else 0 (its marker).
+* a single-valued attribute (top-level, extension, or a sub-attribute of a single-valued
+  complex attribute, which has a key of its own) is its value; a single-valued complex
+  attribute's own key is 1 when it has a present leaf, else 0;
+* a multi-valued simple attribute is the list of its values;
+* a multi-valued complex attribute is the list of its elements, each an object of its
+  sub-attributes' values (a list for a multi-valued sub-attribute) and ``ANY``: 1 when
+  the element has a present leaf, else 0.
 
-``sv_text`` joins the strings of those leaves that are searchable by substring
-(``scimd_postgres.compiler.searchable_by_substring``), each between two ``SEP``
-characters, for one pg_trgm index that narrows ``co``/``sw``/``ew`` on any of them
-(the compiler always rechecks the attribute's own value). Multi-valued attributes and
-their sub-attributes keep their value rows, and so do the unique values
-(``uniqueness`` server/global) which the unique index enforces: a single-valued unique
-value (``userName``) is in both places, and the compiler reads it from ``sv``.
+``{"12": "alice@example.com", "4": 1, "5": "alice", "20": [{"_": 1, "21": "alice@example.com",
+"22": "work", "23": 1}]}``. ``sv_text`` joins the strings that are searchable by
+substring (``searchable_by_substring``), each between two ``SEP`` characters, for one
+pg_trgm index that narrows ``co``/``sw``/``ew`` on any of them (the compiler always
+rechecks the attribute's own values). ``scimd_attr_values`` keeps only the unique values
+(``uniqueness`` server/global), which its unique index enforces.
 
-About 13 of the 20 value rows of a typical User are single values: one jsonb column
-instead of them is most of what a bulk import costs PostgreSQL.
+A typical User was 20 value rows (layout 9): it is now one row, and one for userName.
 """
 
 from __future__ import annotations
@@ -31,8 +34,19 @@ import orjson
 from scimd.schema.model import COMMON_SCHEMA, AttributeDef
 from scimd.store.sqlcommon import IndexRow, path_key
 
-__all__ = ["SEP", "SV_INDEXES", "in_sv", "searchable_by_substring", "split_values", "sv_json"]
+__all__ = [
+    "ANY",
+    "SEP",
+    "SV_INDEXES",
+    "in_sv",
+    "searchable_by_substring",
+    "split_values",
+    "sv_json",
+]
 
+ANY = "_"
+"""The key, in an element of a multi-valued complex attribute, of its marker (1 when the
+element has a present leaf, else 0); path ids are digits."""
 SEP = "\x1f"
 """Separates (and surrounds) the values in ``sv_text``: a ``sw`` pattern is ``%<SEP>x%``,
 an ``ew`` one ``%x<SEP>%``."""
@@ -68,28 +82,32 @@ def searchable_by_substring(defn: AttributeDef) -> bool:
 
 
 def in_sv(defn: AttributeDef) -> bool:
-    """Whether the values of ``defn`` live in ``scimd_resources.sv``: a single-valued
-    attribute that is not inside a multi-valued one. It depends only on the schema's
-    shape, which an operator cannot change without invalidating the stored values."""
+    """Whether ``defn`` has a key of its own in ``sv`` holding one value: a single-valued
+    attribute that is not inside a multi-valued one. The shape depends only on the
+    schema, which an operator cannot change without invalidating the stored values."""
     if defn.multi_valued:
         return False
     parent = defn.parent
     return parent is None or not parent.multi_valued
 
 
-_Shape = tuple[str, bool, bool, bool, bool]
+# (path key, parent's path key when the parent is multi-valued, multi-valued, complex,
+# in sv_text, unique)
+_Shape = tuple[str, str | None, bool, bool, bool, bool]
 _SHAPES: dict[AttributeDef, _Shape] = {}
 _SHAPES_LIMIT = 4096
 
 
 def _shape(defn: AttributeDef) -> _Shape:
-    """(path key, in ``sv``, complex, in ``sv_text``, unique) of ``defn``, remembered
-    (schema objects live as long as their registry; bounded)."""
+    """The ``_Shape`` of ``defn``, remembered (schema objects live as long as their
+    registry; bounded)."""
     if len(_SHAPES) >= _SHAPES_LIMIT:
         _SHAPES.clear()
+    parent = defn.parent
     found = _SHAPES[defn] = (
         path_key(defn),
-        in_sv(defn),
+        path_key(parent) if parent is not None and parent.multi_valued else None,
+        defn.multi_valued,
         defn.is_complex,
         searchable_by_substring(defn),
         defn.uniqueness != "none",
@@ -99,39 +117,49 @@ def _shape(defn: AttributeDef) -> _Shape:
 
 def split_values(
     rows: list[IndexRow], pid_of: Mapping[str, int]
-) -> tuple[dict[str, Any], str, list[tuple[int, IndexRow, bool]]]:
-    """(``sv``, ``sv_text``, the value rows to write) of ``rows``
-    (``scimd.store.sql.extract_values``). Each row to write comes with its position (its
-    ``n``) and whether it is a single value kept only for the unique index.
+) -> tuple[dict[str, Any], str, list[tuple[int, IndexRow]]]:
+    """(``sv``, ``sv_text``, the unique value rows with their position ``n``) of ``rows``
+    (``scimd.store.sql.extract_values``: an element's marker row comes before its
+    leaves).
 
     :param pid_of: maps a path key (``scimd.store.sql.path_key``) to its id."""
     sv: dict[str, Any] = {}
     texts: list[str] = []
-    keep: list[tuple[int, IndexRow, bool]] = []
+    unique_rows: list[tuple[int, IndexRow]] = []
     shapes = _SHAPES
     for n, row in enumerate(rows):
         defn, _, v_text, v_num, _ = row
         try:
-            key, single, is_complex, searchable, unique = shapes[defn]
+            key, outer, multi, is_complex, searchable, unique = shapes[defn]
         except KeyError:
-            key, single, is_complex, searchable, unique = _shape(defn)
-        if not single:
-            keep.append((n, row, False))
-            continue
+            key, outer, multi, is_complex, searchable, unique = _shape(defn)
         pid = str(pid_of[key])
+        value: Any
         if is_complex:
-            sv[pid] = 1 if v_num == 1 else 0
+            value = 1 if v_num == 1 else 0
         elif v_num is not None:
-            sv[pid] = v_num
+            value = v_num
         else:
-            sv[pid] = v_text
+            value = v_text
             if v_text:
                 if searchable:
                     texts.append(v_text)
                 if unique:
-                    keep.append((n, row, True))
+                    unique_rows.append((n, row))
+        if outer is not None:  # inside the current element of a multi-valued attribute
+            element = sv[str(pid_of[outer])][-1]
+            if multi:
+                element.setdefault(pid, []).append(value)
+            else:
+                element[pid] = value
+        elif not multi:
+            sv[pid] = value
+        elif is_complex:
+            sv.setdefault(pid, []).append({ANY: value})
+        else:
+            sv.setdefault(pid, []).append(value)
     sv_text = SEP + SEP.join(texts) + SEP if texts else ""
-    return sv, sv_text, keep
+    return sv, sv_text, unique_rows
 
 
 def sv_json(sv: dict[str, Any]) -> bytes:

@@ -104,20 +104,24 @@ def test_row_encoder_pickles_and_encodes_the_same(monkeypatch: pytest.MonkeyPatc
         meta, user_name = users.lookup(None, "meta"), users.lookup(None, "userName")
         emails = users.lookup(None, "emails")
         assert meta is not None and user_name is not None and emails is not None
-        # single values are on the resource row (sv, sv_text), userName's also a unique
-        # value row that is never searched there (fts f); multi-valued ones are rows
-        fts = {row[4]: row[-1] for row in rows}
-        assert fts[str(paths[path_key(user_name)])] == "f"
-        for name in ("created", "lastModified", "version", "resourceType"):
-            assert str(paths[path_key(meta.sub(name))]) not in fts  # type: ignore[arg-type]
-        if "emails" in resource:
-            assert fts[str(paths[path_key(emails.sub("value"))])] == "t"  # type: ignore[arg-type]
+        # the values are on the resource row (sv, sv_text); userName is also a row, for
+        # the unique index (uniq t, fts f), and the only one
+        assert [(row[4], row[-2], row[-1]) for row in rows] == [
+            (str(paths[path_key(user_name)]), "t", "f")
+        ]
         columns = first.resource_row.decode().rstrip("\n").split("\t")
         assert len(columns) == 10
         sv = orjson.loads(columns[8].replace("\\\\", "\\"))
         assert sv[str(paths[path_key(user_name)])] == resource["userName"].casefold()
         created = str(paths[path_key(meta.sub("created"))])  # type: ignore[arg-type]
         assert sv[created] == canonical_datetime("2026-11-28T17:00:00.123Z")
+        if "emails" in resource:  # a multi-valued complex attribute: its elements
+            elements = sv[str(paths[path_key(emails)])]
+            value = str(paths[path_key(emails.sub("value"))])  # type: ignore[arg-type]
+            assert [e.get(value) for e in elements] == [
+                e["value"].casefold() for e in resource["emails"]
+            ]
+            assert all(e["_"] == 1 for e in elements)
         sv_text = columns[9]
         # sv_text (the trigram index): not dateTimes, schemas nor the server's meta values
         assert "\x1f" + resource["userName"].casefold() + "\x1f" in sv_text
@@ -145,17 +149,18 @@ async def test_rebuild_on_two_connections(pg_dsn: str, tmp_path: Path) -> None:
         )
         with pytest.raises(asyncpg.UndefinedTableError):
             await bulk.restore_bulk_indexes(conn, second=second)
-        # the other lane (the GIN index) and the B-trees before the failure were built,
-        # the record stays for the next run
+        # (in name order, one at a time on each connection: the broken one and
+        # scimd_resources_sv_trgm on the first, scimd_resources_sv on the second) the
+        # other lane was built, the record stays for the next run
         names, marker = await index_state(pg_dsn)
-        assert "scimd_attr_values_trgm" in names and marker
+        assert "scimd_resources_sv" in names and marker
         await conn.execute(
             "UPDATE scimd_store_meta SET value = $2 WHERE key = $1",
             bulk.BULK_MARKER,
             orjson.dumps(saved).decode(),
         )
         made = await bulk.restore_bulk_indexes(conn, second=second)
-        assert "scimd_attr_values_trgm" not in made
+        assert made == ["scimd_resources_sv_trgm"]
         assert await index_state(pg_dsn) == (set(bulk.BULK_INDEXES), False)
         assert await conn.fetchval("SELECT pg_try_advisory_lock($1)", bulk.BULK_LOCK)
     finally:

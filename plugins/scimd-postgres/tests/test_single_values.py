@@ -1,9 +1,8 @@
-"""Layout 10 (migration 0010, ``scimd_postgres.single``): the values of single-valued
-attributes are one jsonb object on the resource row (``sv``, keyed by path id) with their
-substring-searchable strings in ``sv_text``; value rows remain for multi-valued
-attributes and for the unique index. What RFC 7644 section 3.4.2.2 asks of a filter on
-them holds (every answer is checked against ``scimd.query.evaluate``), and a write
-replaces them."""
+"""Layout 10 (migration 0010, ``scimd_postgres.single``): the filterable values of a
+resource are one jsonb object on its row (``sv``, keyed by path id, shaped like the
+resource) with their substring-searchable strings in ``sv_text``; value rows remain only
+for the unique index. What RFC 7644 section 3.4.2.2 asks of a filter holds (every answer
+is checked against ``scimd.query.evaluate``), and a write replaces the values."""
 
 from __future__ import annotations
 
@@ -47,7 +46,16 @@ def _bodies() -> list[dict[str, Any]]:
             "active": False,
             "title": "",
         },
-        {"schemas": [URN], "userName": "carol", "nickName": "Caz", "externalId": "X-9"},
+        {
+            "schemas": [URN],
+            "userName": "carol",
+            "nickName": "Caz",
+            "externalId": "X-9",
+            "emails": [
+                {"value": "c@x.org", "type": "home"},
+                {"value": "Carol@Example.org", "primary": True},
+            ],
+        },
     ]
 
 
@@ -81,6 +89,15 @@ FILTERS = [
     'meta.created lt "2000-01-01T00:00:00Z"',
     'meta.resourceType eq "User"',
     'emails[type eq "work"].value eq "alice@example.com"',
+    "emails pr",
+    "not (emails pr)",
+    'emails.value sw "CAROL"',
+    'emails.value ew ".org"',
+    'emails.value gt "b"',
+    'emails[primary eq true and value co "ro"]',
+    'emails[not (type eq "home")]',
+    'emails.type eq "home"',
+    f'schemas eq "{ENTERPRISE}"',
     'userName eq "bob" or emails.value co "alice"',
 ]
 
@@ -124,14 +141,24 @@ async def test_single_values_are_stored_on_the_resource_and_filter_as_the_rfc_sa
         assert at("active") == 1
         assert at("meta.created") == canonical_datetime(made[0]["meta"]["created"])
         assert at(f"{ENTERPRISE}:manager.value") == "m-1"  # caseExact
-        assert at("emails") is None and at("emails.value") is None  # multi-valued: rows
+        # a multi-valued complex attribute: its elements, each with its marker (ANY)
+        assert at("emails") == [
+            {
+                "_": 1,
+                key_of("emails.value"): "alice@example.com",
+                key_of("emails.type"): "work",
+                key_of("emails.primary"): 1,
+            }
+        ]
+        assert at("schemas") == [URN.lower(), ENTERPRISE.lower()]  # multi-valued simple
+        assert at("emails.value") is None  # no key of its own: inside the elements
         assert "\x1falice smith\x1f" in sv_text and "\x1falice@example.com\x1f" in sv_text
         assert made[0]["meta"]["created"][:4] not in sv_text  # no dateTimes
         bob = orjson.loads(
             await conn.fetchval("SELECT sv::text FROM scimd_resources WHERE id = $1", made[1]["id"])
         )
         assert bob[key_of("active")] == 0
-        # value rows: the emails, schemas, and userName for the unique index only
+        # value rows: userName, for the unique index only
         rows = {
             key
             for (key,) in await conn.fetch(
@@ -140,14 +167,7 @@ async def test_single_values_are_stored_on_the_resource_and_filter_as_the_rfc_sa
                 made[0]["id"],
             )
         }
-        assert rows == {
-            "urn:scimd:common:schemas",
-            f"{URN.lower()}:username",
-            f"{URN.lower()}:emails",
-            f"{URN.lower()}:emails.value",
-            f"{URN.lower()}:emails.type",
-            f"{URN.lower()}:emails.primary",
-        }
+        assert rows == {f"{URN.lower()}:username"}
         got = await _check(backend, users)
         assert got['userName sw "al"'] == {"Alice@Example.com"}
         assert got['displayName co "b\tt"'] == {"bob"}
@@ -157,11 +177,21 @@ async def test_single_values_are_stored_on_the_resource_and_filter_as_the_rfc_sa
         assert got['externalId eq "x-9"'] == set()  # externalId is caseExact
         assert got['nickName ne "caz"'] == {"Alice@Example.com", "bob"}
 
-        # sorted by a single value: nulls last, ties by id
-        page = await backend.query(
-            T, users, Query(sort=SortSpec(parse_attr_path("displayName", users)), count=100)
-        )
-        assert [r["userName"] for r in page.resources] == ["Alice@Example.com", "bob", "carol"]
+        assert got['emails[primary eq true and value co "ro"]'] == {"carol"}
+        assert got['emails.value gt "b"'] == {"carol"}  # "c@x.org", not the primary
+
+        async def order(attr: str) -> list[str]:
+            spec = SortSpec(parse_attr_path(attr, users))
+            page = await backend.query(T, users, Query(sort=spec, count=100))
+            return [r["userName"] for r in page.resources]
+
+        # sorted by a single value, and by a multi-valued one (its primary element's
+        # value): nulls last, ties by id
+        assert await order("displayName") == ["Alice@Example.com", "bob", "carol"]
+        assert await order("emails.value") == ["Alice@Example.com", "carol", "bob"]
+        # carol's primary element has no type: a null key, after "work", as bob's
+        by_type = await order("emails.type")
+        assert by_type[0] == "Alice@Example.com" and set(by_type[1:]) == {"bob", "carol"}
 
         # a write replaces the single values: the old ones are not found any more
         changed = dict(_bodies()[0], displayName="Zed", active=False, name={"givenName": "Z"})

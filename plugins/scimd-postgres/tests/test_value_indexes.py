@@ -1,10 +1,9 @@
-"""Layout version 9 (migration 0009): the value, unique and number indexes lead with the
-path id, the value index leaves out rows without text, the primary key (pk, path, elem, n)
-replaces the per-resource index, and the trigram index leaves out dateTimes, ``schemas``
-and the server's ``meta`` values (``fts``; ``co``/``ew`` on those read the attribute's
-rows in the value index). A database stored under layout 8,
-with an interrupted bulk import's record, is upgraded in place (through layout 10, whose
-backfill moves the single values to ``scimd_resources.sv``) and answers the same."""
+"""Layouts 9 and 10 of ``scimd_attr_values``: since layout 10 it holds only the unique
+values (the filters read ``scimd_resources.sv``), under the primary key (pk, path, elem,
+n) and the unique index that layout 9 gave it. A database stored under layout 8, with an
+interrupted bulk import's record, is upgraded in place (layout 9 rebuilds the indexes,
+layout 10's backfill moves the values to ``sv`` and drops the value indexes) and answers
+every filter as the reference evaluator does."""
 
 from __future__ import annotations
 
@@ -30,13 +29,10 @@ T = OpContext("default", "test", "r1")
 
 EXPECTED_INDEXES = {
     "scimd_attr_values_pkey": "btree (pk, path, elem, n)",
-    "scimd_attr_values_prefix": (
-        'btree (path, "left"(v_text, 200), tenant, rtype) WHERE (v_text IS NOT NULL)'
-    ),
     "scimd_attr_values_unique": "btree (path, md5(v_text), tenant, rtype) WHERE uniq",
-    "scimd_attr_values_num": "btree (path, v_num, tenant, rtype) WHERE (v_num IS NOT NULL)",
-    "scimd_attr_values_trgm": "gin (v_text gin_trgm_ops) WHERE fts",
 }
+"""Since layout 10 the filters read ``scimd_resources.sv``: the value, number and trigram
+indexes of layout 9 are gone, the unique index enforces."""
 
 FILTERS = [
     'userName eq "bob@example.com"',
@@ -132,12 +128,10 @@ async def test_fresh_layout_and_fts_of_created_and_imported_rows(
         )
         core = "urn:ietf:params:scim:schemas:core:2.0:user"
         for rid in (made["id"], imported):
-            mine = {(key, fts) for r_id, key, fts, has_text in rows if r_id == rid and has_text}
-            # value rows since layout 10: multi-valued values, and userName for the unique
-            # index only (its single value is searched in sv_text)
-            off = {key for key, fts in mine if not fts}  # photos.value (a reference): on
-            assert off == {"urn:scimd:common:schemas", f"{core}:username"}
-            assert {key for key, fts in mine if fts} >= {f"{core}:emails.value"}
+            # since layout 10 the value rows are the unique values only (userName), which
+            # the filters read from sv
+            mine = {(key, fts) for r_id, key, fts, _ in rows if r_id == rid}
+            assert mine == {(f"{core}:username", False)}
         assert {k: v for k, v in (await _answers(backend, users)).items() if v} == {
             'userName eq "bob@example.com"': {"bob@example.com"},
             'userName co "LIC"': {"alice@example.com"},
@@ -230,14 +224,15 @@ async def test_layout_8_database_is_upgraded_in_place(
             )
             == 0
         )
-        # rows stored before keep fts true (indexed as before), nothing else changed
+        # rows stored before keep fts true, nothing else changed until the backfill
         assert await conn.fetchval("SELECT bool_and(fts) FROM scimd_attr_values")
         assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values") == len(val_rows)
         await locker.execute("SELECT pg_advisory_unlock($1)", bulk.BULK_LOCK)
         backend = await open_backend(fresh_dsn, registry, tmp_path)
         try:
             # layout 10's backfill (at start): the single values moved to sv, sv_text
-            assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values") < len(val_rows)
+            assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values WHERE uniq") == 3
+            assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values") == 3
             assert not await conn.fetchval(
                 "SELECT count(*) FROM scimd_pending_tasks WHERE name = 'single_values_backfill'"
             )
