@@ -383,8 +383,8 @@ class PostgresBackend:
     async def _backfill_sv_type(self, conn: asyncpg.Connection, rtype: ResourceType) -> int:
         done, last = 0, 0
         while True:
-            batch = await conn.fetch(
-                "SELECT pk, data FROM scimd_resources WHERE rtype = $1 AND pk > $2"
+            batch = await conn.fetch(  # data as text: `scimd migrate` has no jsonb codec
+                "SELECT pk, data::text FROM scimd_resources WHERE rtype = $1 AND pk > $2"
                 " ORDER BY pk LIMIT $3",
                 rtype.name,
                 last,
@@ -394,7 +394,7 @@ class PostgresBackend:
                 return done
             pks, svs, texts = [], [], []
             for pk, data in batch:
-                sv, sv_text, _ = self._values(rtype, data)
+                sv, sv_text, _ = self._values(rtype, orjson.loads(data))
                 pks.append(pk)
                 svs.append(sv)
                 texts.append(sv_text)

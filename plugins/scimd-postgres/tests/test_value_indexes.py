@@ -14,9 +14,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 from scimd_postgres import bulk
+from scimd_postgres.backend import PostgresBackend
 from scimd_postgres.migrations import _VERSION_TABLE, MIGRATIONS, migrate
 
-from scimd.backend import OpContext, Query
+from scimd.backend import BackendEnv, OpContext, Query
 from scimd.query.evaluate import matches
 from scimd.query.parse import parse_filter
 from scimd.schema.model import ResourceType, SchemaRegistry
@@ -228,6 +229,11 @@ async def test_layout_8_database_is_upgraded_in_place(
         assert await conn.fetchval("SELECT bool_and(fts) FROM scimd_attr_values")
         assert await conn.fetchval("SELECT count(*) FROM scimd_attr_values") == len(val_rows)
         await locker.execute("SELECT pg_advisory_unlock($1)", bulk.BULK_LOCK)
+        # `scimd migrate` (its own connection, no jsonb codec) runs layout 10's backfill
+        migrator = PostgresBackend(
+            BackendEnv(options={"dsn": fresh_dsn}, registry=registry, base_dir=tmp_path)
+        )
+        assert await migrator.migrate() == []
         backend = await open_backend(fresh_dsn, registry, tmp_path)
         try:
             # layout 10's backfill (at start): the single values moved to sv, sv_text
