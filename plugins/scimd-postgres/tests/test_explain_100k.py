@@ -235,6 +235,9 @@ async def test_lookup_statements_run_without_parallel_workers(backend: PostgresB
         # (at 100,000 users this plan has no parallel workers either way; at a million
         # it had: the setting is what keeps them off)
         assert await conn.fetchval("SHOW max_parallel_workers_per_gather") == "0"
+        # nor JIT compilation, which the same estimate priced in at a million users
+        # (16 ms for the emails valuePath lookup)
+        assert await conn.fetchval("SHOW jit") == "off"
         types = [t.name for t in (await conn.prepare(sql)).get_parameters()]
         await conn.execute(f"PREPARE flat({', '.join(types)}) AS {sql}")
         try:
