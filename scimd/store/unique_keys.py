@@ -77,10 +77,21 @@ def primary_email(resource: Mapping[str, Any]) -> NormalizedEmail | None:
         chosen = entries[0]
     if chosen is None:
         return None
+    value = chosen["value"]
+    last = _LAST_EMAIL[0]
+    if last[0] == value:  # the same address again (an import asks twice per user)
+        return last[1]
     try:
-        return normalize_email(chosen["value"])
+        email: NormalizedEmail | None = normalize_email(value)
     except EmailError:
-        return None
+        email = None
+    _LAST_EMAIL[0] = (value, email)
+    return email
+
+
+_LAST_EMAIL: list[tuple[object, NormalizedEmail | None]] = [(None, None)]
+"""The last address ``primary_email`` normalised and its result (immutable): a one-entry
+memo, replaced whole."""
 
 
 def kinds_of(rtype: ResourceType) -> frozenset[str]:
