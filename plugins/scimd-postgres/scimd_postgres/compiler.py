@@ -429,6 +429,21 @@ class PgFilterCompiler:
         if not outer.multi_valued:
             # the resource's one element: there when its marker is
             return f"(r.sv ? {key} AND {self._node(node.filter, _SingleElem(outer))})"
+        equal = _eq_conjuncts(node.filter, outer)
+        if equal is not None:
+            # ``emails[type eq "work" and value eq "x"]`` (what identity providers send):
+            # one element holding all of them, one containment
+            parts = []
+            for defn, value in equal:
+                found, sub = _probe(defn, value), self.sv_key(defn)
+                if found is None or sub is None:
+                    return FALSE
+                leaf = f"{self.p(found[1])}::{found[0]}"
+                if defn.multi_valued:
+                    leaf = f"jsonb_build_array({leaf})"
+                parts.append(f"{sub}::text, {leaf}")
+            element = f"jsonb_build_object({', '.join(parts)})"
+            return f"r.sv @> jsonb_build_object({key}::text, jsonb_build_array({element}))"
         alias = self._new_alias("e")
         entry = ""
         drive = value_path_driver(node.filter, outer)
@@ -443,6 +458,27 @@ class PgFilterCompiler:
             f"({entry}EXISTS (SELECT 1 FROM jsonb_path_query(r.sv, {self.sv_path(outer)})"
             f" {alias} WHERE {self._node(node.filter, _JsonElem(alias, outer))}))"
         )
+
+
+def _eq_conjuncts(node: Filter, outer: AttributeDef) -> list[tuple[AttributeDef, Value]] | None:
+    """The (sub-attribute, value) pairs when ``node`` is only positive ``eq`` comparisons
+    with values on distinct sub-attributes of ``outer``, joined by ``and``; else None."""
+    found: list[tuple[AttributeDef, Value]] = []
+    todo = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, And):
+            todo += [item.right, item.left]
+            continue
+        if not isinstance(item, Comparison) or item.op != "eq" or item.value is None:
+            return None
+        defn = item.path.defn
+        if defn is None or defn.parent is not outer or defn.is_complex:
+            return None
+        if any(d is defn for d, _ in found):
+            return None
+        found.append((defn, item.value))
+    return found
 
 
 class _Elem(ABC):

@@ -96,6 +96,9 @@ FILTERS = [
     'emails.value gt "b"',
     'emails[primary eq true and value co "ro"]',
     'emails[not (type eq "home")]',
+    'emails[type eq "home" and value eq "C@X.org"]',
+    'emails[type eq "home" and value eq "carol@example.org"]',
+    'emails[value eq "carol@example.org" and primary eq true]',
     'emails.type eq "home"',
     f'schemas eq "{ENTERPRISE}"',
     'userName eq "bob" or emails.value co "alice"',
@@ -179,6 +182,10 @@ async def test_single_values_are_stored_on_the_resource_and_filter_as_the_rfc_sa
 
         assert got['emails[primary eq true and value co "ro"]'] == {"carol"}
         assert got['emails.value gt "b"'] == {"carol"}  # "c@x.org", not the primary
+        assert got['emails[type eq "home" and value eq "C@X.org"]'] == {"carol"}
+        # one element must hold both: carol's home email is another one
+        assert got['emails[type eq "home" and value eq "carol@example.org"]'] == set()
+        assert got['emails[value eq "carol@example.org" and primary eq true]'] == {"carol"}
 
         async def order(attr: str) -> list[str]:
             spec = SortSpec(parse_attr_path(attr, users))
