@@ -186,6 +186,14 @@ def _num_text(value: int | float | None) -> str | None:
     return None if value is None else str(value)
 
 
+async def _pending(conn: asyncpg.Connection, lock: int, task: str) -> bool:
+    """In a transaction: take the advisory lock of ``task`` (until the transaction ends)
+    and tell whether a migration left it in ``scimd_pending_tasks``."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)
+    found = await conn.fetchval("SELECT 1 FROM scimd_pending_tasks WHERE name = $1", task)
+    return found is not None
+
+
 def _defs_of(rt: ResourceType) -> Iterable[AttributeDef]:
     """Every attribute (and sub-attribute) of the schemas of ``rt``."""
 
@@ -367,11 +375,7 @@ class PostgresBackend:
         then ``VACUUM FULL`` of the value rows. Returns the number of resources filled,
         or None when there was nothing to do."""
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _SV_LOCK)
-            pending = await conn.fetchval(
-                "SELECT 1 FROM scimd_pending_tasks WHERE name = $1", SV_TASK
-            )
-            if pending is None:
+            if not await _pending(conn, _SV_LOCK, SV_TASK):
                 return None
             for name in SV_INDEXES:  # cheaper built once after than maintained meanwhile
                 await conn.execute(f"DROP INDEX IF EXISTS {name}")
@@ -426,11 +430,7 @@ class PostgresBackend:
         share it (legacy duplicates stay editable). Returns the number of shared keys, or
         None when there was nothing to do."""
         async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", _BACKFILL_LOCK)
-            pending = await conn.fetchval(
-                "SELECT 1 FROM scimd_pending_tasks WHERE name = $1", BACKFILL_TASK
-            )
-            if pending is None:
+            if not await _pending(conn, _BACKFILL_LOCK, BACKFILL_TASK):
                 return None
             await conn.execute("DELETE FROM scimd_unique_keys")
             for rtype in self.registry.resource_types.values():

@@ -17,14 +17,12 @@ from scimd_postgres import bulk
 from scimd_postgres.backend import PostgresBackend
 from scimd_postgres.migrations import _VERSION_TABLE, MIGRATIONS, migrate
 
-from scimd.backend import BackendEnv, OpContext, Query
-from scimd.query.evaluate import matches
-from scimd.query.parse import parse_filter
+from scimd.backend import BackendEnv, OpContext
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.schema.validate import normalize_resource
 from scimd.store.sql import Relations, extract_values, path_key
 
-from ._backend import open_backend
+from ._backend import answers, open_backend
 
 T = OpContext("default", "test", "r1")
 
@@ -102,17 +100,6 @@ async def _index_definitions(conn: asyncpg.Connection) -> dict[str, str]:
     return {r[0]: r[1].split(" USING ", 1)[1] for r in rows}
 
 
-async def _answers(backend: Any, users: ResourceType) -> dict[str, set[str]]:
-    stored = (await backend.query(T, users, Query(count=100))).resources
-    got: dict[str, set[str]] = {}
-    for text in FILTERS:
-        flt = parse_filter(text, users)
-        page = await backend.query(T, users, Query(filter=flt, count=100))
-        got[text] = {r["userName"] for r in page.resources}
-        assert got[text] == {r["userName"] for r in stored if matches(flt, r)}, text
-    return got
-
-
 async def test_fresh_layout_and_fts_of_created_and_imported_rows(
     pg_dsn: str, registry: SchemaRegistry, users: ResourceType, tmp_path: Path
 ) -> None:
@@ -133,7 +120,7 @@ async def test_fresh_layout_and_fts_of_created_and_imported_rows(
             # the filters read from sv
             mine = {(key, fts) for r_id, key, fts, _ in rows if r_id == rid}
             assert mine == {(f"{core}:username", False)}
-        assert {k: v for k, v in (await _answers(backend, users)).items() if v} == {
+        assert {k: v for k, v in (await answers(backend, T, users, FILTERS)).items() if v} == {
             'userName eq "bob@example.com"': {"bob@example.com"},
             'userName co "LIC"': {"alice@example.com"},
             'name.familyName sw "sm"': {"alice@example.com"},
@@ -243,7 +230,7 @@ async def test_layout_8_database_is_upgraded_in_place(
                 "SELECT count(*) FROM scimd_pending_tasks WHERE name = 'single_values_backfill'"
             )
             assert await conn.fetchval("SELECT bool_and(sv <> '{}') FROM scimd_resources")
-            got = await _answers(backend, users)
+            got = await answers(backend, T, users, FILTERS)
             assert got['userName co "LIC"'] == {"alice@example.com"}
             assert got['emails[not (type eq "home")]'] == {"alice@example.com", "carol@example.com"}
             assert len(got['meta.created gt "2000-01-01T00:00:00Z"']) == 3
