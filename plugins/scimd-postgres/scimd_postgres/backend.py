@@ -62,7 +62,15 @@ from scimd.store.sql import Relations, extract_values, fold, path_key
 from scimd.store.sqlcommon import IndexRow
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
-from scimd_postgres.bulk import VALUE_COLUMNS, BulkMode, Encoded, RowEncoder, number, stamp
+from scimd_postgres.bulk import (
+    VALUE_COLUMNS,
+    BulkMode,
+    Encoded,
+    RowEncoder,
+    number,
+    resource_of,
+    stamp,
+)
 from scimd_postgres.compiler import (
     PgFilterCompiler,
     few_matches,
@@ -1159,7 +1167,7 @@ class PostgresBackend:
                     out.append(("error", item.error))
                     continue
                 try:
-                    made = await self.create(ctx, rtype, orjson.loads(item.resource))
+                    made = await self.create(ctx, rtype, resource_of(item))
                     out.append(("created", str(made["id"])))
                 except Uniqueness as exc:
                     stored = await self._run(self._stored_unique, ctx, rtype, list(item.unique))

@@ -41,6 +41,7 @@ __all__ = [
     "copy_text",
     "drop_bulk_indexes",
     "number",
+    "resource_of",
     "restore_bulk_indexes",
     "stamp",
 ]
@@ -95,9 +96,19 @@ class Encoded(NamedTuple):
     unique: tuple[tuple[int, str, str], ...]
     resource_row: bytes
     value_rows: bytes
-    resource: bytes  # the normalised resource (JSON), for the one-by-one fallback
     # (kind, key) of each derived unique key (``scimd.store.unique_keys.derive_keys``)
     keys: tuple[tuple[str, str], ...] = ()
+
+
+def resource_of(encoded: Encoded) -> dict[str, Any]:
+    """The normalised resource ``encoded`` was made from (its stored data without ``id``
+    and ``meta``), for the one-by-one fallback of ``import_encoded``: read back from the
+    resource row rather than sent between the processes a second time."""
+    data = encoded.resource_row.split(b"\t", 8)[7]
+    resource: dict[str, Any] = orjson.loads(data.replace(b"\\\\", b"\\"))
+    resource.pop("id", None)
+    resource.pop("meta", None)
+    return resource
 
 
 def number(encoded: Encoded, pk: int) -> tuple[bytes, bytes]:
@@ -164,12 +175,9 @@ class RowEncoder:
             "lastModified": now,
             "version": 'W/"1"',
         }
-        raw = orjson.dumps(resource)
         doc = orjson.dumps(data)
         if b"\\u0000" in doc:
-            return Encoded(
-                rid, "PostgreSQL cannot store the NUL character (U+0000)", (), b"", b"", raw
-            )
+            return Encoded(rid, "PostgreSQL cannot store the NUL character (U+0000)", (), b"", b"")
         display = data.get("displayName")
         shown = copy_text(display) if isinstance(display, str) else _NULL
         folded = copy_text(display.casefold()) if isinstance(display, str) else _NULL
@@ -203,7 +211,7 @@ class RowEncoder:
             lines.append(f"\x01\t{n}{prefix}{elem}\t{copy_text(v_text)}\t{num}\tt\tf\n")
         keys = tuple((k.kind, k.key) for k in derive_keys(rtype, data))
         value_rows = "".join(lines).encode()
-        return Encoded(rid, None, tuple(unique), resource_row, value_rows, raw, keys)
+        return Encoded(rid, None, tuple(unique), resource_row, value_rows, keys)
 
 
 # --------------------------------------------------------------------------- bulk mode

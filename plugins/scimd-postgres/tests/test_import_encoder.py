@@ -98,7 +98,7 @@ def test_row_encoder_pickles_and_encodes_the_same(monkeypatch: pytest.MonkeyPatc
         assert first == again == other
         assert first.error is None and first.rid == str(fixed)
         assert first.resource_row.startswith(bulk.PK + b"\tten\\tant\tUser\t" + str(fixed).encode())
-        assert orjson.loads(first.resource) == resource
+        assert bulk.resource_of(first) == resource  # read back for the fallback
         rows = [row.split("\t") for row in first.value_rows.decode().splitlines()]
         assert all(row[0] == "\x01" and len(row) == len(bulk.VALUE_COLUMNS) for row in rows)
         meta, user_name = users.lookup(None, "meta"), users.lookup(None, "userName")
@@ -168,3 +168,47 @@ async def test_rebuild_on_two_connections(pg_dsn: str, tmp_path: Path) -> None:
         await conn.close()
     backend = await started(pg_dsn, tmp_path)  # the store works with the rebuilt indexes
     await backend.aclose()
+
+
+async def test_a_value_taken_meanwhile_stores_the_batch_one_by_one(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a unique value is taken between a batch's check and its COPY (here: the
+    check is made to miss a stored userName), the COPY fails, the batch is rolled back
+    and stored one resource at a time from the resources read back from their rows
+    (``bulk.resource_of``): the clash is skipped as already stored, the other line is
+    created exactly as sent (COPY escapes included)."""
+    from scimd.backend import OpContext
+
+    backend = await started(pg_dsn, tmp_path)
+    try:
+        users = backend.registry.resource_type("User")
+        assert users is not None
+        ctx = OpContext("default", "import", "import:test")
+        taken = await backend.create(
+            ctx, users, normalize_resource(users, {"userName": "taken@example.com"})
+        )
+        bodies = [
+            {"userName": "TAKEN@example.com", "displayName": "Second"},
+            {"userName": "fresh@example.com", "displayName": "Back\\slash\tTab \u00fc"},
+        ]
+        encoder = backend.import_encoder("default", users)
+        items = [encoder(users, normalize_resource(users, b)) for b in bodies]
+        real = backend._stored_unique
+        calls: list[int] = []
+
+        async def miss_once(*args: object) -> dict[tuple[int, str], str]:
+            calls.append(1)
+            if len(calls) == 1:
+                return {}  # the stored userName is not seen: the COPY will clash
+            return await real(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(backend, "_stored_unique", miss_once)
+        out = await backend.import_encoded(ctx, users, items)
+        assert out[0] == ("skipped", taken["id"])
+        assert out[1][0] == "created"
+        made = await backend.get(ctx, users, out[1][1])
+        assert made["displayName"] == "Back\\slash\tTab \u00fc"
+        assert len(calls) >= 2
+    finally:
+        await backend.aclose()
