@@ -385,13 +385,19 @@ class PostgresBackend:
         async with conn.transaction():
             if not await _pending(conn, _SV_LOCK, SV_TASK):
                 return None
-            for name in SV_INDEXES:  # cheaper built once after than maintained meanwhile
-                await conn.execute(f"DROP INDEX IF EXISTS {name}")
+            # cheaper built once after than maintained meanwhile, as migration 0010 defines
+            saved = await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes"
+                " WHERE schemaname = current_schema() AND indexname = ANY($1::text[])",
+                list(SV_INDEXES),
+            )
+            for name, _ in saved:
+                await conn.execute(f'DROP INDEX "{name}"')
             done = 0
             for rtype in self.registry.resource_types.values():
                 done += await self._backfill_sv_type(conn, rtype)
-            for sql in SV_INDEXES.values():
-                await conn.execute(sql)
+            for _, definition in saved:
+                await conn.execute(definition)
             await conn.execute("DELETE FROM scimd_pending_tasks WHERE name = $1", SV_TASK)
         # the value rows left are a twentieth of what was there: give the space back
         # (5 s at a million users; plain VACUUM would only mark it reusable)
@@ -1366,7 +1372,8 @@ class PostgresBackend:
         that shape, with the new value put in. Where the value goes is learnt by compiling
         the shape with a second value: the statement is kept when its SQL is the same and
         the arguments that differ hold each value as the compiler binds it (casefolded
-        unless caseExact; a valuePath binds it twice: for its entry and in its filter)."""
+        unless caseExact; a valuePath entered by it binds it twice: for its entry and in
+        its filter)."""
         if q.shape is None:
             return self._page_sql(ctx, rtype, q, count, flat=True)
         shape, value = q.shape
@@ -1381,20 +1388,19 @@ class PostgresBackend:
             args[-1] = count
             return sql, args
         sql, args = self._page_sql(ctx, rtype, q, count, flat=True)
-        if known is None:
-            probe = dataclasses.replace(q, filter=shape.build(_SHAPE_PROBE))
-            sql2, args2 = self._page_sql(ctx, rtype, probe, count, flat=True)
-            slots = tuple(i for i, (a, b) in enumerate(zip(args, args2, strict=False)) if a != b)
-            folded = fold(_SHAPE_PROBE, shape.case_exact)
-            if (
-                sql2 == sql
-                and len(args) == len(args2)
-                and slots
-                and all(args[i] == operand and args2[i] == folded for i in slots)
-            ):
-                if len(self._shape_sql) >= _SHAPE_SQL_SIZE:
-                    self._shape_sql.clear()
-                self._shape_sql[key] = (sql, list(args), slots)
+        probe = dataclasses.replace(q, filter=shape.build(_SHAPE_PROBE))
+        sql2, args2 = self._page_sql(ctx, rtype, probe, count, flat=True)
+        slots = tuple(i for i, (a, b) in enumerate(zip(args, args2, strict=False)) if a != b)
+        folded = fold(_SHAPE_PROBE, shape.case_exact)
+        if (
+            sql2 == sql
+            and len(args) == len(args2)
+            and slots
+            and all(args[i] == operand and args2[i] == folded for i in slots)
+        ):
+            if len(self._shape_sql) >= _SHAPE_SQL_SIZE:
+                self._shape_sql.clear()
+            self._shape_sql[key] = (sql, list(args), slots)
         return sql, args
 
     def _total_sql(

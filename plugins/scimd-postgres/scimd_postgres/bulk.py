@@ -1,12 +1,13 @@
 """Rows of ``scimd import`` in PostgreSQL's COPY text format, built where the CPU is.
 
-``RowEncoder`` turns one normalised resource into its ``scimd_resources`` row and its
-``scimd_attr_values`` rows (``scimd.store.sql.extract_values``, exactly what ``create``
-writes) as COPY text. It is a small picklable object: ``scimd.bulk_import`` runs it in
-its worker processes, next to normalisation, so the importing process only filters,
-numbers and streams bytes. The primary key is not known yet when a row is encoded: every
-row starts with the placeholder byte ``\\x01`` (escaped wherever it occurs in data), which
-``number()`` replaces by the key taken from the sequence.
+``RowEncoder`` turns one normalised resource into its ``scimd_resources`` row (with ``sv``
+and ``sv_text``) and its unique value rows (``scimd_postgres.single.split_values``,
+exactly what ``create`` writes) as COPY text. It is a small picklable object:
+``scimd.bulk_import`` runs it in its worker processes, next to normalisation, so the
+importing process only filters, numbers and streams bytes. The primary key is not known
+yet when a row is encoded: every row starts with the placeholder byte ``\\x01`` (escaped
+wherever it occurs in data), which ``number()`` replaces by the key taken from the
+sequence.
 
 ``BulkMode`` (``scimd import --bulk``, or a big file): the secondary indexes that are
 cheaper to rebuild than to maintain are dropped for the load and rebuilt after it; the
@@ -220,14 +221,12 @@ BULK_LOCK = 0x5C1D_0000_0002
 """The ``pg_advisory_lock`` key held by a bulk-mode import (one at a time per database)."""
 BULK_MARKER = "bulk_import_dropped_indexes"
 """``scimd_store_meta`` key: the definitions of the indexes a bulk import dropped (JSON)."""
-BULK_INDEXES = tuple(SV_INDEXES)
-"""Secondary indexes cheaper to rebuild than to maintain during a big load: the trigram
-index (maintained, it cost PostgreSQL about twice its rebuild). Kept: the primary keys,
-the unique indexes (uniqueness stays enforced by PostgreSQL), the prefix value index (the
-import's per-batch ``userName``/email checks are lookups in it; its rebuild costs about
-as much as maintaining it, and concurrent ``eq`` queries would scan meanwhile) and the
-number index (mostly appends: cheaper maintained than rebuilt from a scan of every row).
-Measured on 100,000 bench users (2,000,000 value rows): bench/RESULTS.md."""
+BULK_INDEXES = SV_INDEXES
+"""Secondary indexes cheaper to rebuild than to maintain during a big load: the GIN
+indexes on ``sv`` and ``sv_text``. Kept: the primary keys and the unique indexes
+(uniqueness stays enforced by PostgreSQL; the import's per-batch checks of unique values
+and primary emails are lookups in them). Measured on 100,000 bench users: bench/RESULTS.md
+and docs/postgres.md."""
 BULK_MIN_RECORDS = 50_000
 """``--bulk`` unset: bulk mode for files of at least this many records and at least a
 quarter of the resources already stored."""

@@ -294,26 +294,26 @@ class PgFilterCompiler:
         pid = self.path_id(path_key(defn))
         return None if pid is None else f"'{int(pid)}'"
 
-    def sv_path(self, defn: AttributeDef) -> str | None:
+    def sv_path(self, defn: AttributeDef, *, within: bool = False) -> str | None:
         """The jsonpath (an SQL literal of path ids only) of every value of ``defn`` in
-        ``r.sv``: lax ``[*]`` reads one value and a list alike."""
+        ``r.sv`` (``within``: in one element of its multi-valued parent): lax ``[*]``
+        reads one value and a list alike."""
         pid = self.path_id(path_key(defn))
         if pid is None:
             return None
         path = f'$."{int(pid)}"[*]'
         parent = defn.parent
-        if parent is not None and parent.multi_valued:
+        if not within and parent is not None and parent.multi_valued:
             ppid = self.path_id(path_key(parent))
             if ppid is None:
                 return None
             path = f'$."{int(ppid)}"[*]."{int(pid)}"[*]'
         return f"'{path}'::jsonpath"
 
-    def probe(self, defn: AttributeDef, value: Value, *, within: bool = False) -> str | None:
-        """SQL of the jsonb that ``sv`` contains when a value of ``defn`` equals ``value``
-        (shaped like its place in ``sv``; ``within``: in one element of its multi-valued
-        parent), or None when no stored value can equal it. Exact: strings, numbers by
-        value; served by the GIN index on ``sv``."""
+    def member(self, defn: AttributeDef, value: Value) -> str | None:
+        """``<key>, <value>`` of a ``jsonb_build_object`` holding ``defn``'s value equal to
+        ``value`` as ``sv`` stores it (a list for a multi-valued attribute), or None when
+        no stored value can equal it."""
         found = _probe(defn, value)
         key = self.sv_key(defn)
         if found is None or key is None:
@@ -322,7 +322,17 @@ class PgFilterCompiler:
         leaf = f"{self.p(operand)}::{cast}"
         if defn.multi_valued:
             leaf = f"jsonb_build_array({leaf})"
-        node = f"jsonb_build_object({key}::text, {leaf})"
+        return f"{key}::text, {leaf}"
+
+    def probe(self, defn: AttributeDef, value: Value, *, within: bool = False) -> str | None:
+        """SQL of the jsonb that ``sv`` contains when a value of ``defn`` equals ``value``
+        (shaped like its place in ``sv``; ``within``: in one element of its multi-valued
+        parent), or None when no stored value can equal it. Exact: strings, numbers by
+        value; served by the GIN index on ``sv``."""
+        member = self.member(defn, value)
+        if member is None:
+            return None
+        node = f"jsonb_build_object({member})"
         parent = defn.parent
         if within or parent is None or not parent.multi_valued:
             return node
@@ -348,11 +358,7 @@ class PgFilterCompiler:
                 return FALSE
             return f"({self._narrow(defn, op, value)}coalesce({cond}, false))"
         alias = self._new_alias("v")
-        if within:
-            key = self.sv_key(defn)
-            path = None if key is None else f"'$.\"{key[1:-1]}\"[*]'::jsonpath"
-        else:
-            path = self.sv_path(defn)
+        path = self.sv_path(defn, within=within)
         text, num = jsonb_columns(alias)
         cond = self.cond(defn, op, value, text, num)
         if path is None or cond is None:
@@ -389,7 +395,7 @@ class PgFilterCompiler:
                 f"EXISTS (SELECT 1 FROM jsonb_path_query(r.sv, {self.sv_path(defn)}) {alias}"
                 f" WHERE {alias} -> '{ANY}' = '1'::jsonb)"
             )
-        path = f"'$.\"{key[1:-1]}\"[*]'::jsonpath" if within else self.sv_path(defn)
+        path = self.sv_path(defn, within=within)
         if path is None:
             return FALSE
         return (
@@ -433,16 +439,10 @@ class PgFilterCompiler:
         if equal is not None:
             # ``emails[type eq "work" and value eq "x"]`` (what identity providers send):
             # one element holding all of them, one containment
-            parts = []
-            for defn, value in equal:
-                found, sub = _probe(defn, value), self.sv_key(defn)
-                if found is None or sub is None:
-                    return FALSE
-                leaf = f"{self.p(found[1])}::{found[0]}"
-                if defn.multi_valued:
-                    leaf = f"jsonb_build_array({leaf})"
-                parts.append(f"{sub}::text, {leaf}")
-            element = f"jsonb_build_object({', '.join(parts)})"
+            members = [self.member(defn, value) for defn, value in equal]
+            if None in members:
+                return FALSE
+            element = f"jsonb_build_object({', '.join(m for m in members if m is not None)})"
             return f"r.sv @> jsonb_build_object({key}::text, jsonb_build_array({element}))"
         alias = self._new_alias("e")
         entry = ""
@@ -605,9 +605,6 @@ class _RelationElem(_Elem):
 # --------------------------------------------------------------------------- sorting
 
 
-# --------------------------------------------------------------------------- sorting
-
-
 def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
     """(SQL for the sort key of ``r`` by ``path``, its value kind) equal to
     ``scimd.query.sort.sort_value``; kind is ``text``, ``num``, ``bool`` or None (no key)."""
@@ -653,7 +650,7 @@ def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
             f" WHERE {v} {PRESENT} LIMIT 1)",
             kind,
         )
-    elements, sub = c.sv_path(parent), c.sv_key(defn)
+    elements, sub = c.sv_path(parent), c.sv_path(defn, within=True)
     if elements is None or sub is None:
         return null, kind
     primary = parent.sub("primary")
@@ -664,7 +661,7 @@ def sort_expr(c: PgFilterCompiler, path: AttrPath) -> tuple[str, str | None]:
     return (
         f"(SELECT {value} FROM (SELECT x.e FROM jsonb_path_query(r.sv, {elements})"
         f" WITH ORDINALITY AS x(e, i) WHERE x.e -> '{ANY}' = '1'::jsonb ORDER BY {order}"
-        f" LIMIT 1) pe, jsonb_path_query(pe.e, '$.\"{sub[1:-1]}\"[*]'::jsonpath) {v}"
+        f" LIMIT 1) pe, jsonb_path_query(pe.e, {sub}) {v}"
         f" WHERE {v} {PRESENT} LIMIT 1)",
         kind,
     )

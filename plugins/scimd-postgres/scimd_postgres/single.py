@@ -52,30 +52,22 @@ SEP = "\x1f"
 an ``ew`` one ``%x<SEP>%``."""
 
 
-SV_INDEXES = {
-    "scimd_resources_sv": "CREATE INDEX IF NOT EXISTS scimd_resources_sv ON scimd_resources"
-    " USING gin (sv jsonb_path_ops) WITH (fastupdate = off)",
-    "scimd_resources_sv_trgm": "CREATE INDEX IF NOT EXISTS scimd_resources_sv_trgm"
-    " ON scimd_resources USING gin (sv_text gin_trgm_ops) WITH (fastupdate = off)",
-}
-"""The indexes on the single values (created by ``backfill_single_values``): ``eq`` on
-any of them is containment (``sv @> {"<path id>": value}``), ``co``/``sw``/``ew`` a
-``LIKE`` on ``sv_text``. Without a pending list (``fastupdate = off``) a lookup never
-scans up to 4 MB of unmerged entries (2 ms at 100,000 users); a bulk import drops and
-rebuilds them."""
+SV_INDEXES = ("scimd_resources_sv", "scimd_resources_sv_trgm")
+"""The GIN indexes on ``sv`` and ``sv_text`` (defined by migration 0010): dropped while the
+layout 10 backfill fills the columns and while a bulk import loads, rebuilt after from
+their definitions in ``pg_indexes``."""
 
 
 def searchable_by_substring(defn: AttributeDef) -> bool:
-    """The ``fts`` column of a value row of ``defn``: whether it belongs in the trigram
-    index (``WHERE fts``, migration 0009), which serves ``co``/``ew`` on it; the compiler
-    asks for ``fts`` exactly when this is true. No for dateTimes (the filter parser
-    refuses co/sw/ew on them) and for the built-in common attributes but ``externalId``
-    (``schemas`` and the server's ``meta`` values, one value repeated on every resource),
-    whose ``co``/``ew`` reads that attribute's rows in the value index: the same rows,
-    slower. Yes for every other attribute. It depends only on what an operator's schema
-    edit cannot change without invalidating the stored values anyway (a dateTime is
-    stored as a canonical instant; the common schema is built in): rows written under one
-    answer are never searched under the other."""
+    """Whether the string values of ``defn`` go into ``sv_text`` (the trigram index that
+    narrows ``co``/``sw``/``ew``). No for dateTimes (the filter parser refuses co/sw/ew on
+    them) and for the built-in common attributes but ``externalId`` (``schemas`` and the
+    server's ``meta`` values, one value repeated on every resource), whose ``co``/``ew``
+    is decided on ``sv`` alone: the same answers, slower. Yes for every other attribute.
+    It depends only on what an operator's schema edit cannot change without invalidating
+    the stored values anyway (a dateTime is stored as a canonical instant; the common
+    schema is built in): values written under one answer are never searched under the
+    other."""
     if defn.schema == COMMON_SCHEMA:
         return defn.type == "string" and defn.parent is None  # externalId (id is a column)
     return defn.type != "dateTime"
