@@ -27,12 +27,14 @@ from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, Schema
 __all__ = [
     "IndexRow",
     "Relations",
+    "canonical_instant",
     "entered_by",
     "extract_values",
     "fold",
     "has_value",
     "is_id",
     "iter_nodes",
+    "leaf_value",
     "next_prefix",
     "path_key",
     "selectivity_rank",
@@ -93,12 +95,15 @@ attribute names, so a normal schema never fills one)."""
 
 
 @functools.lru_cache(maxsize=1024)
-def _canonical(value: str) -> str | None:
-    # cached: the meta.created/lastModified of a bulk import share one stamp per millisecond
+def canonical_instant(value: str) -> str | None:
+    """``canonical_datetime``, remembered: the meta.created/lastModified of a bulk import
+    share one stamp per millisecond."""
     return canonical_datetime(value)
 
 
-def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | None] | None:
+def leaf_value(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | None] | None:
+    """``(v_text, v_num)`` of one leaf value of ``defn`` (see the module doc), None when it
+    has no row (absent, or not of the attribute's type)."""
     if value is None:
         return None
     kind = defn.type
@@ -113,7 +118,7 @@ def _leaf(defn: AttributeDef, value: Any) -> tuple[str | None, int | float | Non
     if kind == "dateTime":
         # The canonical UTC form is fixed-width, so string order is chronological order
         # and the sort value equals scimd.query.sort's; an unparsable value never matches.
-        canonical = _canonical(value)
+        canonical = canonical_instant(value)
         return (canonical, None) if canonical is not None else None
     return fold(value, defn.case_exact), None
 
@@ -173,19 +178,19 @@ def extract_values(
                     continue
                 if sub.multi_valued and isinstance(sub_value, list):
                     for one in sub_value:
-                        leaf = _leaf(sub, one)
+                        leaf = leaf_value(sub, one)
                         if leaf is not None:
                             append((sub, elem, leaf[0], leaf[1], one))
                             any_present = any_present or has_value(*leaf)
                     continue
-                leaf = _leaf(sub, sub_value)
+                leaf = leaf_value(sub, sub_value)
                 if leaf is not None:
                     append((sub, elem, leaf[0], leaf[1], sub_value))
                     any_present = any_present or has_value(*leaf)
             if any_present:
                 rows[marker] = (defn, elem, None, 1, None)
             return
-        leaf = _leaf(defn, item)
+        leaf = leaf_value(defn, item)
         if leaf is not None:
             append((defn, elem, leaf[0], leaf[1], item))
 

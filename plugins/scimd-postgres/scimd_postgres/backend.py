@@ -7,9 +7,10 @@ Layout (``migrations/0001_initial.sql``):
   casefolded ``display_fold`` (the ``display`` of computed ``groups``).
 * ``scimd_attr_paths``: attribute key -> small int, every attribute of the configured
   schemas registered at start.
-* ``scimd_attr_values``: the filterable leaf values (``scimd.store.sql.extract_values``),
-  rewritten with the resource; ``uniq`` rows carry the partial UNIQUE index that enforces
-  ``uniqueness: server|global`` per tenant and resource type (userName is casefolded).
+* ``scimd_attr_values``: the values of unique attributes (layout 10: the other filterable
+  values are in ``scimd_resources.sv``, ``scimd_postgres.single``), rewritten with the
+  resource; their partial UNIQUE index enforces ``uniqueness: server|global`` per tenant
+  and resource type (userName is casefolded).
 * ``scimd_members``: Group membership as a relation.
 * ``scimd_unique_keys``: the derived unique keys of ``scimd.store.unique_keys`` (the
   normalised primary email of a User), written in the resource's write transaction; the
@@ -58,7 +59,7 @@ from scimd.errors import (
 )
 from scimd.query.ast import Filter
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
-from scimd.store.sql import Relations, extract_values, fold, path_key
+from scimd.store.sql import Relations, fold, path_key
 from scimd.store.sqlcommon import IndexRow
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
@@ -79,7 +80,7 @@ from scimd_postgres.compiler import (
 from scimd_postgres.errors import RETRY, RETRY_AFTER, classify
 from scimd_postgres.migrations import MIGRATIONS, current_version, migrate
 from scimd_postgres.pool import reset_plain
-from scimd_postgres.single import SV_INDEXES, split_values, sv_json
+from scimd_postgres.single import SV_INDEXES, SingleValues, sv_json
 from scimd_postgres.state import PostgresStateStore, insert_events
 
 __all__ = ["DRIVER_ERRORS", "PostgresBackend"]
@@ -278,6 +279,7 @@ class PostgresBackend:
         self._unknown: Literal["error", "ignore"] = "ignore" if unknown == "ignore" else "error"
         self._relations: dict[str, Relations] = {}
         self._paths: dict[str, int] = {}
+        self._sv = SingleValues(self._paths)
         self._shape_sql: dict[tuple[Any, ...], tuple[str, list[Any], tuple[int, ...]]] = {}
         self.pool: asyncpg.Pool | None = None
         self.lookup_pool: asyncpg.Pool | None = None
@@ -524,8 +526,7 @@ class PostgresBackend:
     ) -> tuple[str, str, list[tuple[int, IndexRow]]]:
         """(``sv`` as JSON, ``sv_text``, the unique value rows) of a resource's stored form
         (``scimd_postgres.single``)."""
-        rows = extract_values(rtype, resource, self.relations(rtype))
-        sv, sv_text, unique_rows = split_values(rows, self._paths)
+        sv, sv_text, unique_rows = self._sv(rtype, resource, self.relations(rtype))
         return sv_json(sv).decode(), sv_text, unique_rows
 
     async def _write_values(
@@ -1153,7 +1154,8 @@ class PostgresBackend:
     async def import_encoded(
         self, ctx: OpContext, rtype: ResourceType, items: Sequence[Encoded]
     ) -> list[tuple[str, str]]:
-        """Store resources encoded by ``import_encoder`` in one transaction; one ``(status,
+        """Store resources encoded by ``import_encoder`` (``Encoded``, or its fields as a
+        plain tuple: how ``scimd import``'s workers send them) in one transaction; one ``(status,
         detail)`` per item: ``("created", id)``, ``("skipped", id)`` (a resource with the
         same unique value, e.g. the userName, is already stored: re-running an import
         resumes it) or ``("error", message)`` (a unique value repeated within the batch).
@@ -1162,6 +1164,7 @@ class PostgresBackend:
         then ``COPY`` (text format) into ``scimd_resources`` and ``scimd_attr_values``.
         When a concurrent writer takes a unique value in between, or PostgreSQL refuses a
         row, the batch is rolled back and stored one resource at a time."""
+        items = [it if isinstance(it, Encoded) else Encoded._make(it) for it in items]
         try:
             return await self._run(self._import_tx, ctx, rtype, items)
         except ServiceUnavailable:
@@ -1227,7 +1230,8 @@ class PostgresBackend:
         if not bulk:
             return out
         pks = await conn.fetch(
-            "SELECT nextval(pg_get_serial_sequence('scimd_resources', 'pk'))"
+            # the sequence looked up once (an initplan), not per key: 4 -> 0.5 µs per User
+            "SELECT nextval((SELECT pg_get_serial_sequence('scimd_resources', 'pk')::regclass))"
             " FROM generate_series(1, $1)",
             len(bulk),
         )

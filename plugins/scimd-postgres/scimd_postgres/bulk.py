@@ -1,7 +1,7 @@
 """Rows of ``scimd import`` in PostgreSQL's COPY text format, built where the CPU is.
 
 ``RowEncoder`` turns one normalised resource into its ``scimd_resources`` row (with ``sv``
-and ``sv_text``) and its unique value rows (``scimd_postgres.single.split_values``,
+and ``sv_text``) and its unique value rows (``scimd_postgres.single.SingleValues``,
 exactly what ``create`` writes) as COPY text. It is a small picklable object:
 ``scimd.bulk_import`` runs it in its worker processes, next to normalisation, so the
 importing process only filters, numbers and streams bytes. The primary key is not known
@@ -26,9 +26,9 @@ from typing import Any, NamedTuple
 import orjson
 
 from scimd.schema.model import AttributeDef, ResourceType
-from scimd.store.sql import Relations, extract_values, path_key
+from scimd.store.sql import Relations, path_key
 from scimd.store.unique_keys import derive_keys
-from scimd_postgres.single import SV_INDEXES, split_values, sv_json
+from scimd_postgres.single import SV_INDEXES, SingleValues, sv_json
 
 __all__ = [
     "BULK_INDEXES",
@@ -130,7 +130,7 @@ class RowEncoder:
 
     :param paths: ``scimd_attr_paths`` key -> id (every attribute of the schemas)."""
 
-    __slots__ = ("_head", "_prefix", "_relations", "paths", "rtype", "tenant")
+    __slots__ = ("_head", "_prefix", "_relations", "_sv", "paths", "rtype", "tenant")
 
     def __init__(self, tenant: str, rtype: str, paths: dict[str, int]) -> None:
         self.tenant = tenant
@@ -140,6 +140,7 @@ class RowEncoder:
         # attribute -> (path id, "\t<tenant>\t<rtype>\t<path id>\t")
         self._prefix: dict[AttributeDef, tuple[int, str]] = {}
         self._relations: dict[ResourceType, Relations] = {}
+        self._sv = SingleValues(paths)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return RowEncoder, (self.tenant, self.rtype, self.paths)
@@ -182,7 +183,7 @@ class RowEncoder:
         display = data.get("displayName")
         shown = copy_text(display) if isinstance(display, str) else _NULL
         folded = copy_text(display.casefold()) if isinstance(display, str) else _NULL
-        sv, sv_text, rows = split_values(extract_values(rtype, data, rel), self.paths)
+        sv, sv_text, rows = self._sv(rtype, data, rel)
         # orjson escapes every control character: only the backslashes need COPY escaping
         resource_row = b"".join(
             (
