@@ -256,8 +256,20 @@ _values = st.recursive(
 )
 _ext_body = st.dictionaries(
     st.sampled_from(
-        ["score", "ratio", "since", "flag", "code", "badge", "tags", "secret", "spot",
-         "things", "Things", "nope"]
+        [
+            "score",
+            "ratio",
+            "since",
+            "flag",
+            "code",
+            "badge",
+            "tags",
+            "secret",
+            "spot",
+            "things",
+            "Things",
+            "nope",
+        ]
     ),
     _values,
     max_size=6,
