@@ -38,7 +38,12 @@ A backend may offer ``import_bulk(records, force)``: an async context manager ar
 whole load whose value says whether its bulk mode is on (PostgreSQL: secondary indexes
 dropped and rebuilt after the load; ``--bulk/--no-bulk``, default decided by the backend).
 Each batch emits one ``scim.<type>.imported`` event (file, line range, counts, created
-ids) through the ``EventEmitter`` given.
+ids) through the ``EventEmitter`` given. A backend that records audit events in the
+write's own transaction (``Capabilities.events_in_transaction``) gets the batch's event as
+``OpContext.outbox`` of ``import_encoded``: it records ``outbox.build({"outcomes":
+outcomes})`` in the batch's transaction (a stored batch always has its event) and keeps
+them in ``outbox.recorded``; when it recorded none (e.g. a batch stored one by one), the
+event is recorded after the batch, as for the other backends.
 """
 
 from __future__ import annotations
@@ -46,12 +51,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import multiprocessing
 import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,12 +66,13 @@ from typing import Any, NamedTuple, TextIO
 import orjson
 from argon2 import PasswordHasher
 
-from scimd.backend import Backend, OpContext, Query
+from scimd.backend import Backend, OpContext, Outbox, Query
 from scimd.errors import ScimError, Uniqueness
 from scimd.events import EventEmitter, make_event
 from scimd.query.parse import parse_filter
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.schema.validate import normalize_resource
+from scimd.state.base import Event
 from scimd.unique_email import email_forms, primary_email
 
 __all__ = ["POOL_THRESHOLD", "ImportStats", "import_file", "read_lines"]
@@ -408,15 +415,48 @@ class _Importer:
         if not batch:
             await self._announce(self.users, span, before, [])
             return
+        outbox: Outbox | None = None
         if self.encoder is not None:
             encoded = getattr(self.backend, "import_encoded")  # noqa: B009
-            outcomes = list(await encoded(self.ctx, self.users, [p.encoded for p in batch]))
+            ctx = self.ctx
+            if self.events is not None and self.backend.capabilities.events_in_transaction:
+                outbox = Outbox(self._batch_events(span, before))
+                ctx = dataclasses.replace(ctx, outbox=outbox)
+            outcomes = list(await encoded(ctx, self.users, [p.encoded for p in batch]))
         else:
             outcomes = await self._store_resources(
                 self.users, [p.resource for p in batch if p.resource is not None]
             )
         lines = [(p.number, p.user_name, p.external_id) for p in batch]
-        await self._announce(self.users, span, before, self._account(lines, outcomes))
+        created = self._account(lines, outcomes)
+        if outbox is not None and outbox.recorded and self.events is not None:
+            await self.events.emit_many(outbox.recorded, recorded=True)
+        else:
+            await self._announce(self.users, span, before, created)
+
+    def _batch_events(
+        self, span: tuple[int, int], before: tuple[int, int]
+    ) -> Callable[[Mapping[str, Any] | None], list[Event]]:
+        """The ``Outbox.build`` of a User batch: its ``scim.user.imported`` event from the
+        backend's outcomes (``{"outcomes": [(status, detail), ...]}``), built inside the
+        batch's transaction, before ``_account`` counts them."""
+
+        def build(result: Mapping[str, Any] | None) -> list[Event]:
+            outcomes = list(result.get("outcomes", ())) if result is not None else []
+            created = [detail for status, detail in outcomes if status == "created"]
+            skipped = sum(1 for status, _ in outcomes if status == "skipped")
+            failed = len(outcomes) - len(created) - skipped
+            return [
+                self._event(
+                    self.users,
+                    span,
+                    created,
+                    self.stats.skipped - before[0] + skipped,
+                    self.stats.errors - before[1] + failed,
+                )
+            ]
+
+        return build
 
     async def store_group(self, number: int, resource: dict[str, Any]) -> None:
         assert self.groups is not None
@@ -466,26 +506,43 @@ class _Importer:
         before: tuple[int, int],
         created: list[str],
     ) -> None:
-        """One ``scim.<type>.imported`` event per batch: the file, its line range, the
-        counts and the ids created (per-line reasons are on stderr)."""
+        """One ``scim.<type>.imported`` event per batch (``_event``), after it is stored."""
         if self.events is None:
             return
         await self.events.emit(
-            make_event(
-                f"scim.{rtype.name.lower()}.imported",
-                tenant=self.ctx.tenant,
-                resource_type=rtype.name,
-                actor=self.ctx.principal,
-                request_id=self.ctx.request_id,
-                data={
-                    "file": self.name,
-                    "lines": list(span),
-                    "created": len(created),
-                    "skipped": self.stats.skipped - before[0],
-                    "errors": self.stats.errors - before[1],
-                    "ids": created,
-                },
+            self._event(
+                rtype,
+                span,
+                created,
+                self.stats.skipped - before[0],
+                self.stats.errors - before[1],
             )
+        )
+
+    def _event(
+        self,
+        rtype: ResourceType,
+        span: tuple[int, int],
+        created: list[str],
+        skipped: int,
+        errors: int,
+    ) -> Event:
+        """The ``scim.<type>.imported`` event of a batch: the file, its line range, the
+        counts and the ids created (per-line reasons are on stderr)."""
+        return make_event(
+            f"scim.{rtype.name.lower()}.imported",
+            tenant=self.ctx.tenant,
+            resource_type=rtype.name,
+            actor=self.ctx.principal,
+            request_id=self.ctx.request_id,
+            data={
+                "file": self.name,
+                "lines": list(span),
+                "created": len(created),
+                "skipped": skipped,
+                "errors": errors,
+                "ids": created,
+            },
         )
 
 

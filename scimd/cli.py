@@ -316,6 +316,11 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             await state.start()
             try:
+                # as in serve: a backend sharing the audit log's database records each
+                # batch's event in the batch's transaction
+                attach = getattr(backend, "attach_state_store", None)
+                if attach is not None:
+                    attach(state)
                 return await import_file(
                     path,
                     backend,

@@ -1163,13 +1163,21 @@ class PostgresBackend:
         One set-based lookup of the batch's unique values, primary keys from the sequence,
         then ``COPY`` (text format) into ``scimd_resources`` and ``scimd_attr_values``.
         When a concurrent writer takes a unique value in between, or PostgreSQL refuses a
-        row, the batch is rolled back and stored one resource at a time."""
+        row, the batch is rolled back and stored one resource at a time. With the audit log
+        in this database (``attach_state_store``), ``ctx.outbox`` (the batch's
+        ``scim.user.imported`` event, built from ``{"outcomes": [...]}``) is recorded in
+        the batch's transaction; a batch stored one by one records none (``scimd
+        import`` records it after)."""
         items = [it if isinstance(it, Encoded) else Encoded._make(it) for it in items]
         try:
-            return await self._run(self._import_tx, ctx, rtype, items)
+            stored = await self._run(self._recorded, self._import_recorded, ctx, rtype, items)
+            return list(stored["outcomes"])
         except ServiceUnavailable:
             raise
         except ScimError:  # a value taken meanwhile, a value PostgreSQL refuses: one by one
+            if ctx.outbox is not None:  # the batch's event is recorded after it, by scimd
+                ctx.outbox.recorded = []
+                ctx = dataclasses.replace(ctx, outbox=None)
             out: list[tuple[str, str]] = []
             for item in items:
                 if item.error is not None:
@@ -1185,6 +1193,17 @@ class PostgresBackend:
                 except ScimError as exc:
                     out.append(("error", exc.detail))
             return out
+
+    async def _import_recorded(
+        self,
+        conn: asyncpg.Connection,
+        ctx: OpContext,
+        rtype: ResourceType,
+        items: Sequence[Encoded],
+    ) -> dict[str, Any]:
+        """``_import_tx`` as ``_recorded`` writes take it: the outcomes, ``{"outcomes":
+        [...]}``, are what the batch's outbox builds its event from (``scimd.bulk_import``)."""
+        return {"outcomes": await self._import_tx(conn, ctx, rtype, items)}
 
     async def _import_tx(
         self,

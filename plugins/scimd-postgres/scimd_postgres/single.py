@@ -160,32 +160,29 @@ class SingleValues:
             if schema is not None:
                 found = (schema, {})
         else:
-            defn = rtype.lookup(None, key)
-            if (
-                defn is not None
-                and defn.returned != "never"
-                and not is_id(defn)
-                and relations.owner(defn) is None
-            ):
-                found = self._of(defn)
+            found = self._top_info(rtype.lookup(None, key), relations)
         cache[(rtype, key)] = found
         return found
+
+    def _top_info(self, defn: AttributeDef | None, relations: Relations) -> _Info | None:
+        """The info of a top-level or extension attribute, None when it has no values in
+        sv: unknown, ``id`` (a column), ``returned: never`` (a password hash is never
+        filterable), or a relation (Group ``members``, User ``groups``)."""
+        if (
+            defn is None
+            or defn.returned == "never"
+            or is_id(defn)
+            or relations.owner(defn) is not None
+        ):
+            return None
+        return self._of(defn)
 
     def _ext_attr(
         self, schema: Any, names: dict[str, _Info | None], name: str, relations: Relations
     ) -> _Info | None:
         if len(names) >= _CACHE_LIMIT:
             names.clear()
-        defn = schema.attr(name)
-        found = None
-        if (
-            defn is not None
-            and defn.returned != "never"
-            and not is_id(defn)
-            and relations.owner(defn) is None
-        ):
-            found = self._of(defn)
-        names[name] = found
+        found = names[name] = self._top_info(schema.attr(name), relations)
         return found
 
     def _sub_of(self, parent: AttributeDef, key: str) -> _Info | None:
