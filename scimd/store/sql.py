@@ -25,21 +25,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from scimd.errors import InvalidFilter
 from scimd.query.ast import (
-    And,
     AttrPath,
     Comparison,
     Filter,
-    Not,
-    Or,
-    Present,
     Value,
     ValuePath,
 )
 from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sqlcommon import (
+    FilterSkeleton,
     IndexRow,
     Relations,
     entered_by,
@@ -81,7 +77,7 @@ SubstringSource = Callable[[Callable[[Any], str], AttributeDef, str, Value], str
 may match a ``co``/``sw``/``ew`` comparison (``bind`` binds a parameter), or None."""
 
 
-class FilterCompiler:
+class FilterCompiler(FilterSkeleton):
     """Compiles a resolved filter into SQL over ``resources r`` with bound parameters.
 
     :param path_id: maps a ``path_key`` to its ``attr_paths`` id, or None when no value of
@@ -89,6 +85,9 @@ class FilterCompiler:
     :param substring: where a top-level comparison reads its candidate values from, when
         not the whole attribute (see ``SubstringSource``).
     """
+
+    TRUE = TRUE
+    FALSE = FALSE
 
     def __init__(
         self,
@@ -132,65 +131,17 @@ class FilterCompiler:
             self.params[name] = value
             self._bound.setdefault((type(value), value), ":" + name)
 
-    def _new_alias(self, prefix: str) -> str:
-        self._alias += 1
-        return f"{prefix}{self._alias}"
+    # -- comparisons (the rest: FilterSkeleton)
 
-    @staticmethod
-    def _defn(path: AttrPath) -> AttributeDef:
-        if path.defn is None:
-            raise InvalidFilter(f"Unresolved attribute {path} in filter")
-        return path.defn
+    def _id_cond(self, defn: AttributeDef, op: str, value: Value) -> str:
+        return self._cond(defn, op, value, "r.id", "NULL") or FALSE
 
-    def _value_defn(self, defn: AttributeDef) -> AttributeDef | None:
-        """A complex attribute has no comparable value (the parser already turned
-        ``emails co "x"`` into ``emails.value co "x"``)."""
-        return None if defn.is_complex else defn
+    def _relation(self, owner: AttributeDef) -> _RelationElem:
+        return _RelationElem(owner, self)
 
-    # -- entry point
-
-    def compile(self, node: Filter) -> str:
-        return self._node(node, None)
-
-    def _node(self, node: Filter, elem: _Elem | None) -> str:
-        if isinstance(node, And):
-            return f"({self._node(node.left, elem)} AND {self._node(node.right, elem)})"
-        if isinstance(node, Or):
-            return f"({self._node(node.left, elem)} OR {self._node(node.right, elem)})"
-        if isinstance(node, Not):
-            return f"(NOT {self._node(node.expr, elem)})"
-        if isinstance(node, ValuePath):
-            if elem is not None:
-                raise InvalidFilter("A valuePath cannot be nested in another valuePath")
-            return self._value_path(node)
-        if isinstance(node, Present):
-            return self._present(node.path, elem)
-        return self._comparison(node, elem)
-
-    # -- comparisons
-
-    def _comparison(self, node: Comparison, elem: _Elem | None) -> str:
-        defn = self._defn(node.path)
-        if node.op == "ne":
-            return f"(NOT {self._comparison(Comparison(node.path, 'eq', node.value), elem)})"
-        if node.value is None:
-            if node.op == "eq":
-                return f"(NOT {self._present(node.path, elem)})"
-            return FALSE
-        target = self._value_defn(defn)
-        if target is None:
-            return FALSE
-        if elem is not None:
-            return elem.any_value(self, target, node.op, node.value)
-        if _is_id(target):
-            return self._cond(target, node.op, node.value, "r.id", "NULL") or FALSE
-        owner = self.relations.owner(target)
-        if owner is not None:
-            return _RelationElem(owner, self).exists(
-                lambda e: e.any_value(self, target, node.op, node.value)
-            )
-        pid = self.path_id(path_key(target))
-        cond = self._cond(target, node.op, node.value, "a.v_text", "a.v_num")
+    def _stored_cond(self, defn: AttributeDef, op: str, value: Value) -> str:
+        pid = self.path_id(path_key(defn))
+        cond = self._cond(defn, op, value, "a.v_text", "a.v_num")
         if pid is None or cond is None:
             return FALSE
         # An IN over the value index: eq/sw/gt... on (tenant, rtype, path, v_text|v_num)
@@ -198,7 +149,7 @@ class FilterCompiler:
         source = "attr_values a"
         if self.substring is not None:
             # co/ew: candidate rows from a substring index (scimd.store.fts), rechecked.
-            source = self.substring(self._p, target, node.op, node.value) or source
+            source = self.substring(self._p, defn, op, value) or source
         return (
             f"r.pk IN (SELECT a.pk FROM {source} WHERE a.tenant = {self._p(self.tenant)}"
             f" AND a.rtype = {self._p(self.rtype.name)} AND a.path = {self._p(pid)}"
@@ -249,18 +200,7 @@ class FilterCompiler:
 
     # -- presence
 
-    def _present(self, path: AttrPath, elem: _Elem | None) -> str:
-        defn = self._defn(path)
-        if elem is not None:
-            return elem.present(self, defn)
-        if _is_id(defn):
-            return TRUE
-        owner = self.relations.owner(defn)
-        if owner is not None:
-            rel = _RelationElem(owner, self)
-            if defn is owner:
-                return rel.exists(lambda e: TRUE)
-            return rel.exists(lambda e: e.present(self, defn))
+    def _stored_present(self, defn: AttributeDef) -> str:
         pid = self.path_id(path_key(defn))
         if pid is None:
             return FALSE
@@ -272,17 +212,9 @@ class FilterCompiler:
 
     # -- valuePath
 
-    def _value_path(self, node: ValuePath) -> str:
-        outer = self._defn(node.path)
-        if outer.parent is not None:
-            outer = outer.parent
-        owner = self.relations.owner(outer)
-        if owner is not None:
-            return _RelationElem(owner, self).exists(lambda e: self._node(node.filter, e))
-        if not outer.is_complex:
-            return FALSE  # elements are objects; a simple attribute has none
+    def _elements(self, outer: AttributeDef, flt: Filter) -> str:
         alias = self._new_alias("e")
-        drive = self._driver(node.filter, outer)
+        drive = self._driver(flt, outer)
         elem = _ValueElem(alias, outer, drive)
         if drive is not None:
             # Enter through the value index on a positive eq of a sub-attribute (the row
@@ -300,7 +232,7 @@ class FilterCompiler:
         return (
             f"r.pk IN (SELECT {alias}.pk FROM attr_values {alias} WHERE {alias}.tenant ="
             f" {self._p(self.tenant)} AND {alias}.rtype = {self._p(self.rtype.name)}"
-            f" AND {alias}.path = {self._p(pid)} AND {cond} AND {self._node(node.filter, elem)})"
+            f" AND {alias}.path = {self._p(pid)} AND {cond} AND {self._node(flt, elem)})"
         )
 
     def _driver(self, node: Filter, outer: AttributeDef) -> tuple[AttributeDef, Value] | None:
@@ -324,7 +256,7 @@ class FilterCompiler:
         outer: AttributeDef | None = None
         drive: tuple[AttributeDef, Value] | None = None
         if isinstance(node, ValuePath):
-            outer = self._defn(node.path)
+            outer = self.defn(node.path)
             if outer.parent is not None:
                 outer = outer.parent
             if not outer.is_complex or self.relations.owner(outer) is not None:
@@ -335,7 +267,7 @@ class FilterCompiler:
             target, value = drive
             inner = node.filter
         elif isinstance(node, Comparison) and node.op == "eq" and node.value is not None:
-            target, value = self._defn(node.path), node.value
+            target, value = self.defn(node.path), node.value
             if target.is_complex or _is_id(target) or self.relations.owner(target) is not None:
                 return None
         else:
@@ -507,7 +439,7 @@ def sort_expr(c: FilterCompiler, path: AttrPath) -> str:
     ``primary`` true, else of the first present element; NULL when absent or empty.
     Strings are in their comparable form (casefolded unless caseExact), dateTimes in the
     canonical UTC form."""
-    defn = FilterCompiler._defn(path)
+    defn = FilterCompiler.defn(path)
     if _is_id(defn):
         return "r.id"
     if defn.is_complex:

@@ -11,20 +11,26 @@ dialect-free parts of compiling a filter against it.
 * ``Relations``: Group ``members`` and User ``groups`` are not value rows but a relation.
 * ``value_path_driver``: which sub-attribute ``eq`` a valuePath enters the value index
   through (the most selective one), and ``entered_by`` to skip rechecking it.
+* ``FilterSkeleton``: the part of compiling a filter both stores' compilers share (the
+  boolean structure and the rules that do not depend on how values are stored).
+* ``stored_form``: a resource as both stores keep it (``id``, attributes, ``meta``).
 """
 
 from __future__ import annotations
 
 import functools
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
-from scimd.query.ast import And, Comparison, Filter, Not, Or, Value, ValuePath
+from scimd.errors import InvalidFilter
+from scimd.query.ast import And, AttrPath, Comparison, Filter, Not, Or, Present, Value, ValuePath
 from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, SchemaDef
 
 __all__ = [
+    "FilterSkeleton",
     "IndexRow",
     "Relations",
     "canonical_instant",
@@ -38,7 +44,9 @@ __all__ = [
     "next_prefix",
     "path_key",
     "selectivity_rank",
+    "stored_form",
     "value_path_driver",
+    "weak_etag",
 ]
 
 
@@ -51,6 +59,28 @@ def path_key(defn: AttributeDef) -> str:
 def fold(value: str, case_exact: bool) -> str:
     """The comparable form of a string value: itself when caseExact, else casefolded."""
     return value if case_exact else value.casefold()
+
+
+def weak_etag(version: int) -> str:
+    """The ETag of a stored resource at ``version`` (``meta.version``)."""
+    return f'W/"{version}"'
+
+
+def stored_form(
+    rtype: ResourceType, rid: str, data: dict[str, Any], version: int, created: str, now: str
+) -> dict[str, Any]:
+    """``data`` (a fresh dict of the resource's attributes; an ``id`` in it is dropped) as
+    the SQL stores keep it: ``id`` first, then the attributes, then ``meta`` (its
+    ``created``, ``lastModified`` ``now`` and the ETag of ``version``)."""
+    data.pop("id", None)
+    out = {"id": rid, **data}
+    out["meta"] = {
+        "resourceType": rtype.name,
+        "created": created,
+        "lastModified": now,
+        "version": weak_etag(version),
+    }
+    return out
 
 
 def is_id(defn: AttributeDef) -> bool:
@@ -240,6 +270,135 @@ def _indexed_top(rtype: ResourceType, key: str) -> AttributeDef | None:
 
 
 # --------------------------------------------------------------------------- compiling
+
+
+class FilterElement(Protocol):
+    """An element a valuePath filter is evaluated in (each compiler has its kinds)."""
+
+    def any_value(self, c: Any, defn: AttributeDef, op: str, value: Value) -> str:
+        """SQL that is true when some value of ``defn`` in this element matches."""
+        ...
+
+    def present(self, c: Any, defn: AttributeDef) -> str:
+        """SQL that is true when ``defn`` has a value in this element."""
+        ...
+
+
+class FilterRelation(Protocol):
+    """The ``members`` relation as a compiler reads it (Group members, User groups)."""
+
+    def exists(self, inner: Callable[[Any], str]) -> str:
+        """SQL that is true when ``r`` has a relation element for which ``inner`` holds."""
+        ...
+
+
+class FilterSkeleton(ABC):
+    """What the filter compilers of both SQL stores share (``scimd.store.sql`` and the
+    PostgreSQL plugin's ``scimd_postgres.compiler``): the boolean structure; ``ne`` as
+    ``not eq``; ``eq null`` as ``not pr``; a complex attribute has no comparable value
+    (the parser already turned ``emails co "x"`` into ``emails.value co "x"``); ``id`` is
+    a column; Group ``members`` and User ``groups`` are the ``members`` relation; a
+    valuePath on a simple attribute matches nothing. Each store says how its stored values
+    are compared (``_stored_cond``, ``_stored_present``, ``_elements``). Every predicate
+    is two-valued (never SQL NULL), so ``NOT`` means exactly Python's ``not``."""
+
+    TRUE: ClassVar[str]
+    FALSE: ClassVar[str]
+    relations: Relations
+    _alias: int
+
+    @staticmethod
+    def defn(path: AttrPath) -> AttributeDef:
+        if path.defn is None:
+            raise InvalidFilter(f"Unresolved attribute {path} in filter")
+        return path.defn
+
+    def _new_alias(self, prefix: str) -> str:
+        self._alias += 1
+        return f"{prefix}{self._alias}"
+
+    def compile(self, node: Filter) -> str:
+        return self._node(node, None)
+
+    def _node(self, node: Filter, elem: FilterElement | None) -> str:
+        if isinstance(node, And):
+            return f"({self._node(node.left, elem)} AND {self._node(node.right, elem)})"
+        if isinstance(node, Or):
+            return f"({self._node(node.left, elem)} OR {self._node(node.right, elem)})"
+        if isinstance(node, Not):
+            return f"(NOT {self._node(node.expr, elem)})"
+        if isinstance(node, ValuePath):
+            if elem is not None:
+                raise InvalidFilter("A valuePath cannot be nested in another valuePath")
+            return self._value_path(node)
+        if isinstance(node, Present):
+            return self._present(node.path, elem)
+        return self._comparison(node, elem)
+
+    def _comparison(self, node: Comparison, elem: FilterElement | None) -> str:
+        defn = self.defn(node.path)
+        if node.op == "ne":
+            return f"(NOT {self._comparison(Comparison(node.path, 'eq', node.value), elem)})"
+        op, value = node.op, node.value
+        if value is None:
+            if op == "eq":
+                return f"(NOT {self._present(node.path, elem)})"
+            return self.FALSE
+        if defn.is_complex:
+            return self.FALSE
+        if elem is not None:
+            return elem.any_value(self, defn, op, value)
+        if is_id(defn):
+            return self._id_cond(defn, op, value)
+        owner = self.relations.owner(defn)
+        if owner is not None:
+            return self._relation(owner).exists(lambda e: e.any_value(self, defn, op, value))
+        return self._stored_cond(defn, op, value)
+
+    def _present(self, path: AttrPath, elem: FilterElement | None) -> str:
+        defn = self.defn(path)
+        if elem is not None:
+            return elem.present(self, defn)
+        if is_id(defn):
+            return self.TRUE
+        owner = self.relations.owner(defn)
+        if owner is not None:
+            rel = self._relation(owner)
+            if defn is owner:
+                return rel.exists(lambda e: self.TRUE)
+            return rel.exists(lambda e: e.present(self, defn))
+        return self._stored_present(defn)
+
+    def _value_path(self, node: ValuePath) -> str:
+        outer = self.defn(node.path)
+        if outer.parent is not None:
+            outer = outer.parent
+        owner = self.relations.owner(outer)
+        if owner is not None:
+            return self._relation(owner).exists(lambda e: self._node(node.filter, e))
+        if not outer.is_complex:
+            return self.FALSE  # elements are objects; a simple attribute has none
+        return self._elements(outer, node.filter)
+
+    @abstractmethod
+    def _id_cond(self, defn: AttributeDef, op: str, value: Value) -> str:
+        """``id`` (the column ``r.id``) compared with a value."""
+
+    @abstractmethod
+    def _relation(self, owner: AttributeDef) -> FilterRelation:
+        """The relation ``owner`` (``members`` or ``groups``) is read through."""
+
+    @abstractmethod
+    def _stored_cond(self, defn: AttributeDef, op: str, value: Value) -> str:
+        """A top-level comparison of the stored values of a simple attribute."""
+
+    @abstractmethod
+    def _stored_present(self, defn: AttributeDef) -> str:
+        """``pr`` of a stored attribute (not ``id``, not a relation)."""
+
+    @abstractmethod
+    def _elements(self, outer: AttributeDef, flt: Filter) -> str:
+        """A valuePath ``outer[flt]`` on a stored complex attribute."""
 
 
 def next_prefix(prefix: str) -> str | None:

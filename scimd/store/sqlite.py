@@ -72,6 +72,7 @@ from scimd.store.sql import (
     sort_keys,
     sortable,
 )
+from scimd.store.sqlcommon import stored_form, weak_etag
 from scimd.store.unique_keys import (
     EMAIL,
     SQLITE_DDL,
@@ -226,10 +227,6 @@ _COUNT_ADD = (
 def _now() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
-def _etag(version: int) -> str:
-    return f'W/"{version}"'
 
 
 def etag_matches(if_match: str | None, version: int) -> bool:
@@ -943,15 +940,7 @@ class SQLiteBackend:
         rel = self.relations(rtype)
         rid = str(uuid.uuid4())
         now = _now()
-        data = self._stored(rel, resource)
-        data.pop("id", None)
-        data = {"id": rid, **data}
-        data["meta"] = {
-            "resourceType": rtype.name,
-            "created": now,
-            "lastModified": now,
-            "version": _etag(1),
-        }
+        data = stored_form(rtype, rid, self._stored(rel, resource), 1, now, now)
         display = data.get("displayName")
         pk = conn.execute(
             "INSERT INTO resources (tenant, rtype, id, version, display, data)"
@@ -1017,17 +1006,11 @@ class SQLiteBackend:
     ) -> dict[str, Any]:
         """Write the new state of an existing resource (version bumped, values rewritten)."""
         rel = self.relations(rtype)
-        data = self._stored(rel, new)
-        data.pop("id", None)
-        data = {"id": rid, **data}
         old_meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
         assert isinstance(old_meta, dict)
-        data["meta"] = {
-            "resourceType": rtype.name,
-            "created": old_meta.get("created", _now()),
-            "lastModified": _now(),
-            "version": _etag(version + 1),
-        }
+        now = _now()
+        created = old_meta.get("created", now)
+        data = stored_form(rtype, rid, self._stored(rel, new), version + 1, created, now)
         display = data.get("displayName")
         conn.execute(
             "UPDATE resources SET version = ?, display = ?, data = ? WHERE pk = ?",
@@ -1069,7 +1052,7 @@ class SQLiteBackend:
         pk, version, old = self._load_for_write(conn, ctx, rtype, rid)
         if not etag_matches(if_match, version):
             raise PreconditionFailed(
-                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+                f"{rtype.name} {rid} is at version {weak_etag(version)}, not {if_match}"
             )
         data = self._store(conn, ctx, rtype, pk, rid, version, old, resource)
         rel = self.relations(rtype)
@@ -1105,7 +1088,7 @@ class SQLiteBackend:
         pk, version, old = self._load_for_write(conn, ctx, rtype, rid)
         if not etag_matches(if_match, version):
             raise PreconditionFailed(
-                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+                f"{rtype.name} {rid} is at version {weak_etag(version)}, not {if_match}"
             )
         rel = self.relations(rtype)
         inline = rel.members is not None and needs_members(rtype, ops)
@@ -1158,7 +1141,7 @@ class SQLiteBackend:
             raise NotFound(f"{rtype.name} {rid} not found")
         if not etag_matches(if_match, row[1]):
             raise PreconditionFailed(
-                f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
+                f"{rtype.name} {rid} is at version {weak_etag(row[1])}, not {if_match}"
             )
         if self.substring is not None:
             self.substring.unindex_resource(conn, row[0], self._paths)

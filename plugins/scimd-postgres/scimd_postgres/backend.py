@@ -60,7 +60,7 @@ from scimd.errors import (
 from scimd.query.ast import Filter
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
 from scimd.store.sql import Relations, fold, path_key
-from scimd.store.sqlcommon import IndexRow
+from scimd.store.sqlcommon import IndexRow, stored_form, weak_etag
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
 from scimd_postgres.bulk import (
@@ -173,10 +173,6 @@ _SHAPE_PROBE = "scimd-shape-probe"
 """The second value ``PostgresBackend._flat_sql`` compiles a filter shape with."""
 _SHAPE_SQL_SIZE = 256
 """Statements kept per filter shape (cleared when full)."""
-
-
-def _etag(version: int) -> str:
-    return f'W/"{version}"'
 
 
 def _fold(value: str | None) -> str | None:
@@ -839,15 +835,7 @@ class PostgresBackend:
         rel = self.relations(rtype)
         rid = str(uuid.uuid4())
         now = _now()
-        data = self._stored(rel, resource)
-        data.pop("id", None)
-        data = {"id": rid, **data}
-        data["meta"] = {
-            "resourceType": rtype.name,
-            "created": now,
-            "lastModified": now,
-            "version": _etag(1),
-        }
+        data = stored_form(rtype, rid, self._stored(rel, resource), 1, now, now)
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
         sv, sv_text, rows = self._values(rtype, data)
@@ -915,17 +903,11 @@ class PostgresBackend:
     ) -> dict[str, Any]:
         """Write the new state of an existing resource (version bumped, values rewritten)."""
         rel = self.relations(rtype)
-        data = self._stored(rel, new)
-        data.pop("id", None)
-        data = {"id": rid, **data}
         old_meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
         assert isinstance(old_meta, dict)
-        data["meta"] = {
-            "resourceType": rtype.name,
-            "created": old_meta.get("created", _now()),
-            "lastModified": _now(),
-            "version": _etag(version + 1),
-        }
+        now = _now()
+        created = old_meta.get("created", now)
+        data = stored_form(rtype, rid, self._stored(rel, new), version + 1, created, now)
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
         sv, sv_text, rows = self._values(rtype, data)
@@ -972,7 +954,7 @@ class PostgresBackend:
         pk, version, old = await self._lock(conn, ctx, rtype, rid)
         if not etag_matches(if_match, version):
             raise PreconditionFailed(
-                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+                f"{rtype.name} {rid} is at version {weak_etag(version)}, not {if_match}"
             )
         data = await self._store(conn, ctx, rtype, pk, rid, version, old, resource)
         rel = self.relations(rtype)
@@ -1008,7 +990,7 @@ class PostgresBackend:
         pk, version, old = await self._lock(conn, ctx, rtype, rid)
         if not etag_matches(if_match, version):
             raise PreconditionFailed(
-                f"{rtype.name} {rid} is at version {_etag(version)}, not {if_match}"
+                f"{rtype.name} {rid} is at version {weak_etag(version)}, not {if_match}"
             )
         rel = self.relations(rtype)
         inline = rel.members is not None and needs_members(rtype, ops)
@@ -1065,7 +1047,7 @@ class PostgresBackend:
             raise NotFound(f"{rtype.name} {rid} not found")
         if not etag_matches(if_match, row[1]):
             raise PreconditionFailed(
-                f"{rtype.name} {rid} is at version {_etag(row[1])}, not {if_match}"
+                f"{rtype.name} {rid} is at version {weak_etag(row[1])}, not {if_match}"
             )
         await conn.execute("DELETE FROM scimd_resources WHERE pk = $1", row[0])
         await conn.execute("DELETE FROM scimd_attr_values WHERE pk = $1", row[0])

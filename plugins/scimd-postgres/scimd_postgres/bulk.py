@@ -27,6 +27,7 @@ import orjson
 
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, path_key
+from scimd.store.sqlcommon import stored_form
 from scimd.store.unique_keys import derive_keys
 from scimd_postgres.single import SV_INDEXES, SingleValues, sv_json
 
@@ -169,14 +170,7 @@ class RowEncoder:
         for attr in (rel.members, rel.groups):
             if attr is not None:
                 data.pop(attr.name, None)
-        data.pop("id", None)
-        data = {"id": rid, **data}
-        data["meta"] = {
-            "resourceType": rtype.name,
-            "created": now,
-            "lastModified": now,
-            "version": 'W/"1"',
-        }
+        data = stored_form(rtype, rid, data, 1, now, now)
         doc = orjson.dumps(data)
         if b"\\u0000" in doc:
             return Encoded(rid, "PostgreSQL cannot store the NUL character (U+0000)", (), b"", b"")

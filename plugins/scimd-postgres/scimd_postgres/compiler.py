@@ -23,14 +23,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
-from scimd.errors import InvalidFilter
 from scimd.query.ast import (
     And,
     AttrPath,
     Comparison,
     Filter,
-    Not,
-    Or,
     Present,
     Value,
     ValuePath,
@@ -38,6 +35,7 @@ from scimd.query.ast import (
 from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sqlcommon import (
+    FilterSkeleton,
     Relations,
     fold,
     iter_nodes,
@@ -152,13 +150,16 @@ def needed_keys(rtype: ResourceType, flt: Filter | None, sort: AttrPath | None) 
     return keys
 
 
-class PgFilterCompiler:
+class PgFilterCompiler(FilterSkeleton):
     """Compiles a resolved filter into SQL over ``scimd_resources r``.
 
     :param path_id: maps a ``path_key`` to its id, or None when no value of that attribute
         was ever stored (the comparison then sees no values).
     :param params: the statement's parameter list; placeholders continue its numbering.
     """
+
+    TRUE = TRUE
+    FALSE = FALSE
 
     def __init__(
         self,
@@ -194,58 +195,16 @@ class PgFilterCompiler:
             self._rtype_p = self.p(self.rtype.name)
         return self._rtype_p
 
-    def _new_alias(self, prefix: str) -> str:
-        self._alias += 1
-        return f"{prefix}{self._alias}"
+    # -- comparisons (the rest: FilterSkeleton)
 
-    @staticmethod
-    def defn(path: AttrPath) -> AttributeDef:
-        if path.defn is None:
-            raise InvalidFilter(f"Unresolved attribute {path} in filter")
-        return path.defn
+    def _id_cond(self, defn: AttributeDef, op: str, value: Value) -> str:
+        return self.cond(defn, op, value, "r.id", "NULL") or FALSE
 
-    # -- entry point
+    def _relation(self, owner: AttributeDef) -> _RelationElem:
+        return _RelationElem(owner, self)
 
-    def compile(self, node: Filter) -> str:
-        return self._node(node, None)
-
-    def _node(self, node: Filter, elem: _Elem | None) -> str:
-        if isinstance(node, And):
-            return f"({self._node(node.left, elem)} AND {self._node(node.right, elem)})"
-        if isinstance(node, Or):
-            return f"({self._node(node.left, elem)} OR {self._node(node.right, elem)})"
-        if isinstance(node, Not):
-            return f"(NOT {self._node(node.expr, elem)})"
-        if isinstance(node, ValuePath):
-            if elem is not None:
-                raise InvalidFilter("A valuePath cannot be nested in another valuePath")
-            return self._value_path(node)
-        if isinstance(node, Present):
-            return self._present(node.path, elem)
-        return self._comparison(node, elem)
-
-    # -- comparisons
-
-    def _comparison(self, node: Comparison, elem: _Elem | None) -> str:
-        defn = self.defn(node.path)
-        if node.op == "ne":
-            return f"(NOT {self._comparison(Comparison(node.path, 'eq', node.value), elem)})"
-        if node.value is None:
-            if node.op == "eq":
-                return f"(NOT {self._present(node.path, elem)})"
-            return FALSE
-        if defn.is_complex:
-            return FALSE
-        if elem is not None:
-            return elem.any_value(self, defn, node.op, node.value)
-        if _is_id(defn):
-            return self.cond(defn, node.op, node.value, "r.id", "NULL") or FALSE
-        owner = self.relations.owner(defn)
-        if owner is not None:
-            return _RelationElem(owner, self).exists(
-                lambda e: e.any_value(self, defn, node.op, node.value)
-            )
-        return self.values(defn, node.op, node.value)
+    def _stored_cond(self, defn: AttributeDef, op: str, value: Value) -> str:
+        return self.values(defn, op, value)
 
     def cond(self, defn: AttributeDef, op: str, value: Value, text: str, num: str) -> str | None:
         """SQL comparing one stored value (``text``/``num`` expressions) with ``value``;
@@ -404,38 +363,19 @@ class PgFilterCompiler:
 
     # -- presence
 
-    def _present(self, path: AttrPath, elem: _Elem | None) -> str:
-        defn = self.defn(path)
-        if elem is not None:
-            return elem.present(self, defn)
-        if _is_id(defn):
-            return TRUE
-        owner = self.relations.owner(defn)
-        if owner is not None:
-            rel = _RelationElem(owner, self)
-            if defn is owner:
-                return rel.exists(lambda e: TRUE)
-            return rel.exists(lambda e: e.present(self, defn))
+    def _stored_present(self, defn: AttributeDef) -> str:
         return self.present(defn)
 
     # -- valuePath
 
-    def _value_path(self, node: ValuePath) -> str:
-        outer = self.defn(node.path)
-        if outer.parent is not None:
-            outer = outer.parent
-        owner = self.relations.owner(outer)
-        if owner is not None:
-            return _RelationElem(owner, self).exists(lambda e: self._node(node.filter, e))
-        if not outer.is_complex:
-            return FALSE
+    def _elements(self, outer: AttributeDef, flt: Filter) -> str:
         key = self.sv_key(outer)
         if key is None:
             return FALSE
         if not outer.multi_valued:
             # the resource's one element: there when its marker is
-            return f"(r.sv ? {key} AND {self._node(node.filter, _SingleElem(outer))})"
-        equal = _eq_conjuncts(node.filter, outer)
+            return f"(r.sv ? {key} AND {self._node(flt, _SingleElem(outer))})"
+        equal = _eq_conjuncts(flt, outer)
         if equal is not None:
             # ``emails[type eq "work" and value eq "x"]`` (what identity providers send):
             # one element holding all of them, one containment
@@ -446,7 +386,7 @@ class PgFilterCompiler:
             return f"r.sv @> jsonb_build_object({key}::text, jsonb_build_array({element}))"
         alias = self._new_alias("e")
         entry = ""
-        drive = value_path_driver(node.filter, outer)
+        drive = value_path_driver(flt, outer)
         if drive is not None:
             # Enter through the GIN index on the most selective positive eq of a
             # sub-attribute (every match has it); the whole filter is checked per element.
@@ -456,7 +396,7 @@ class PgFilterCompiler:
             entry = f"r.sv @> {probe} AND "
         return (
             f"({entry}EXISTS (SELECT 1 FROM jsonb_path_query(r.sv, {self.sv_path(outer)})"
-            f" {alias} WHERE {self._node(node.filter, _JsonElem(alias, outer))}))"
+            f" {alias} WHERE {self._node(flt, _JsonElem(alias, outer))}))"
         )
 
 
