@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import resource
 import shlex
 import subprocess
@@ -99,6 +100,42 @@ def server_cpu(data_dir: Path) -> float:
     return total / tick
 
 
+async def _statement_log(dsn: str, data_dir: Path | None, *, on: bool) -> int:
+    """Turn PostgreSQL's log of every statement's duration on (new sessions of ``dsn``'s
+    database) or off; the size of the server log before, to read from."""
+    if data_dir is None:
+        raise SystemExit("--statements needs the throwaway cluster (not --dsn)")
+    log = data_dir.parent / "server.log"
+    conn = await asyncpg.connect(dsn)
+    try:
+        db = await conn.fetchval("SELECT current_database()")
+        setting = "SET log_min_duration_statement = 0" if on else "RESET log_min_duration_statement"
+        await conn.execute(f'ALTER DATABASE "{db}" {setting}')
+    finally:
+        await conn.close()
+    return log.stat().st_size if log.exists() else 0
+
+
+_DURATION = re.compile(
+    r"duration: ([\d.]+) ms\s+(?:statement|execute [^:]*|bind [^:]*|parse [^:]*): (.{0,60})"
+)
+
+
+def statement_times(log: Path, start: int, users: int, top: int = 10) -> str:
+    """The statements that took the most time in ``log`` after byte ``start``: total
+    wall-clock duration per imported user (the two index rebuilds run side by side)."""
+    with log.open("rb") as fh:
+        fh.seek(start)
+        text = fh.read().decode("utf-8", "replace")
+    total: dict[str, float] = {}
+    for match in _DURATION.finditer(text):
+        key = re.sub(r"\s+", " ", match.group(2)).strip()
+        total[key] = total.get(key, 0.0) + float(match.group(1))
+    ranked = sorted(total.items(), key=lambda kv: -kv[1])[:top]
+    parts = [f"{ms * 1000 / max(1, users):.1f} us `{key[:48]}`" for key, ms in ranked]
+    return "statements per user (wall, statement log on): " + ", ".join(parts)
+
+
 def children_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -155,6 +192,7 @@ async def run(
     write_users(data, args.users)
     print(f"  wrote {args.users} users in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     subprocess.run(scimd_cmd("migrate", "-c", str(config)), env=env, check=True)  # noqa: ASYNC221
+    log_at = await _statement_log(dsn, data_dir, on=True) if args.statements else None
     t0 = time.perf_counter()
     cpu0 = (children_cpu(), server_cpu(data_dir) if data_dir is not None else 0.0)
     imported = subprocess.run(  # noqa: ASYNC221 - the timed import, before the load
@@ -176,6 +214,9 @@ async def run(
             f"; CPU: scimd import {py:.1f} s ({py * 1e6 / args.users:.0f} us/user), "
             f"PostgreSQL {pg:.1f} s ({pg * 1e6 / args.users:.0f} us/user)"
         )
+    if log_at is not None and data_dir is not None:
+        await _statement_log(dsn, data_dir, on=False)
+        import_note += "; " + statement_times(data_dir.parent / "server.log", log_at, args.users)
     print("  import: " + import_note, file=sys.stderr)
     if imported.returncode != 0:
         raise SystemExit(f"import failed:\n{imported.stderr[-3000:]}")
@@ -427,6 +468,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--deep-page", type=int, default=10_000, help="cursor page to compare")
     p.add_argument(
         "--import-only", action="store_true", help="stop after the import (CPU split reported)"
+    )
+    p.add_argument(
+        "--statements",
+        action="store_true",
+        help="log every statement of the import and report where PostgreSQL's time went "
+        "(the log slows the import: for the breakdown, not the rate)",
     )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "RESULTS.md")
     p.add_argument(

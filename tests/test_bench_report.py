@@ -4,9 +4,11 @@ written from them): the table, and each target check computed from the right sce
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.__main__ import ONE, Result, report
 from bench.postgres import report as pg_report
+from bench.postgres import statement_times
 
 
 def _result(name: str, ms: float, rps: float = 100.0, note: str = "") -> Result:
@@ -62,3 +64,25 @@ def test_postgres_report() -> None:
     # an import-only run has no table
     only = pg_report([], argparse.Namespace(**{**vars(args), "import_only": True}), [], "x")
     assert "| scenario |" not in only and "- Import: x" in only
+
+
+def test_statement_times_rank_the_import_statements(tmp_path: Path) -> None:
+    """``--statements``: the durations PostgreSQL logged after the import began, summed per
+    statement (simple, extended protocol and COPY lines), per user, largest first."""
+    log = tmp_path / "server.log"
+    before = "LOG:  duration: 999.000 ms  statement: SELECT before the import\n"
+    log.write_text(
+        before
+        + 'LOG:  duration: 30.000 ms  statement: COPY "scimd_resources"("pk") FROM STDIN\n'
+        + "LOG:  duration: 2.500 ms  execute __asyncpg_stmt_1__: SELECT nextval(x)\n"
+        + "LOG:  duration: 2.500 ms  execute __asyncpg_stmt_1__: SELECT nextval(x)\n"
+        + "LOG:  duration: 10.000 ms  statement: CREATE INDEX scimd_resources_sv ON t\n"
+        + "LOG:  connection authorized: user=postgres\n"
+    )
+    text = statement_times(log, len(before), users=1000)
+    assert text.startswith("statements per user")
+    parts = text.split(": ", 1)[1].split(", ")
+    assert parts[0] == '30.0 us `COPY "scimd_resources"("pk") FROM STDIN`'
+    assert parts[1] == "10.0 us `CREATE INDEX scimd_resources_sv ON t`"
+    assert parts[2] == "5.0 us `SELECT nextval(x)`"
+    assert len(parts) == 3 and "before" not in text
