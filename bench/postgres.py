@@ -207,6 +207,11 @@ async def run(
         f"{args.users:,} users in {took:.1f} s = {args.users / took:,.0f} users/s "
         f"(wall clock of `scimd import --batch {args.batch}`; its own line: {summary})"
     )
+    # Linux keeps the largest RSS of the processes this one waited for, and of theirs
+    import_note += (
+        f"; peak RSS of the largest importing process "
+        f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MiB"
+    )
     if data_dir is not None:
         py = children_cpu() - cpu0[0]
         pg = server_cpu(data_dir) - cpu0[1]
