@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from scimd.errors import InvalidFilter
+from scimd.errors import InvalidFilter, InvalidValue
 from scimd.query.ast import And, AttrPath, Comparison, Filter, Not, Or, Present, Value, ValuePath
 from scimd.query.evaluate import canonical_datetime
 from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, SchemaDef
@@ -114,6 +114,29 @@ class Relations:
         if top is self.members or top is self.groups:
             return top
         return None
+
+    def stored(self, resource: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of ``resource`` without the relation attributes (they are rows of the
+        ``members`` relation, not part of the stored document)."""
+        data = dict(resource)
+        for attr in (self.members, self.groups):
+            if attr is not None:
+                data.pop(attr.name, None)
+        return data
+
+    def members_in(self, resource: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
+        """The ``members`` a write of ``resource`` names: None when the resource type has
+        no such relation, ``[]`` when the attribute is absent.
+
+        :raises InvalidValue: the attribute is not an array."""
+        if self.members is None:
+            return None
+        value = resource.get(self.members.name)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise InvalidValue(f"{self.members.name} must be an array")
+        return value
 
 
 # (attribute, element number, v_text, v_num, original value for messages)

@@ -900,29 +900,6 @@ class SQLiteBackend:
                 resource[rel.groups.name] = groups
         return resource
 
-    # ------------------------------------------------------------------ storage form
-
-    @staticmethod
-    def _stored(rel: Relations, resource: dict[str, Any]) -> dict[str, Any]:
-        """The dict as stored: without the relations and without meta.location."""
-        data = dict(resource)
-        if rel.members is not None:
-            data.pop(rel.members.name, None)
-        if rel.groups is not None:
-            data.pop(rel.groups.name, None)
-        return data
-
-    @staticmethod
-    def _members_of(rel: Relations, resource: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
-        if rel.members is None:
-            return None
-        value = resource.get(rel.members.name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InvalidValue(f"{rel.members.name} must be an array")
-        return value
-
     # ------------------------------------------------------------------ CRUD
 
     async def create(
@@ -940,7 +917,7 @@ class SQLiteBackend:
         rel = self.relations(rtype)
         rid = str(uuid.uuid4())
         now = _now()
-        data = stored_form(rtype, rid, self._stored(rel, resource), 1, now, now)
+        data = stored_form(rtype, rid, rel.stored(resource), 1, now, now)
         display = data.get("displayName")
         pk = conn.execute(
             "INSERT INTO resources (tenant, rtype, id, version, display, data)"
@@ -956,7 +933,7 @@ class SQLiteBackend:
         self._write_values(conn, pk, rid, ctx.tenant, rtype, data, check=True)
         sqlite_write_keys(conn, ctx.tenant, rtype, pk, data, ctx.unique_keys)
         conn.execute(_COUNT_ADD, (ctx.tenant, rtype.name, 1))
-        members = self._members_of(rel, resource)
+        members = rel.members_in(resource)
         if members:
             resolved = self._resolve_members(conn, ctx.tenant, rtype, members)
             self._insert_members(conn, ctx.tenant, rtype, rid, resolved)
@@ -1010,7 +987,7 @@ class SQLiteBackend:
         assert isinstance(old_meta, dict)
         now = _now()
         created = old_meta.get("created", now)
-        data = stored_form(rtype, rid, self._stored(rel, new), version + 1, created, now)
+        data = stored_form(rtype, rid, rel.stored(new), version + 1, created, now)
         display = data.get("displayName")
         conn.execute(
             "UPDATE resources SET version = ?, display = ?, data = ? WHERE pk = ?",
@@ -1056,7 +1033,7 @@ class SQLiteBackend:
             )
         data = self._store(conn, ctx, rtype, pk, rid, version, old, resource)
         rel = self.relations(rtype)
-        members = self._members_of(rel, resource)
+        members = rel.members_in(resource)
         if members is not None:
             # PUT is a true replace: the membership becomes exactly the given list (as a
             # diff, so unchanged members are not rewritten).
@@ -1109,7 +1086,7 @@ class SQLiteBackend:
         touched = 0
         if rel.members is not None:
             if inline:
-                after = self._members_of(rel, new) or []
+                after = rel.members_in(new) or []
                 touched = self._set_members(conn, ctx.tenant, rtype, rid, after)
             else:
                 touched = self._apply_member_changes(

@@ -770,28 +770,6 @@ class PostgresBackend:
         elif _count(await conn.execute(_INSERT_KEY_FREE, *args)) == 0:
             await conn.execute(_INSERT_KEY_SHARED, *args)
 
-    # ------------------------------------------------------------------ storage form
-
-    @staticmethod
-    def _stored(rel: Relations, resource: dict[str, Any]) -> dict[str, Any]:
-        data = dict(resource)
-        if rel.members is not None:
-            data.pop(rel.members.name, None)
-        if rel.groups is not None:
-            data.pop(rel.groups.name, None)
-        return data
-
-    @staticmethod
-    def _members_of(rel: Relations, resource: Mapping[str, Any]) -> list[Mapping[str, Any]] | None:
-        if rel.members is None:
-            return None
-        value = resource.get(rel.members.name)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise InvalidValue(f"{rel.members.name} must be an array")
-        return value
-
     # ------------------------------------------------------------------ CRUD
 
     def attach_state_store(self, state: object) -> None:
@@ -835,7 +813,7 @@ class PostgresBackend:
         rel = self.relations(rtype)
         rid = str(uuid.uuid4())
         now = _now()
-        data = stored_form(rtype, rid, self._stored(rel, resource), 1, now, now)
+        data = stored_form(rtype, rid, rel.stored(resource), 1, now, now)
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
         sv, sv_text, rows = self._values(rtype, data)
@@ -854,7 +832,7 @@ class PostgresBackend:
         )
         await self._write_values(conn, pk, ctx.tenant, rtype, rows)
         await self._write_keys(conn, ctx, rtype, pk, data, new=True)
-        members = self._members_of(rel, resource)
+        members = rel.members_in(resource)
         if members:
             resolved = await self._resolve_members(conn, ctx.tenant, rtype, members)
             await self._insert_members(conn, ctx.tenant, rtype, rid, resolved)
@@ -907,7 +885,7 @@ class PostgresBackend:
         assert isinstance(old_meta, dict)
         now = _now()
         created = old_meta.get("created", now)
-        data = stored_form(rtype, rid, self._stored(rel, new), version + 1, created, now)
+        data = stored_form(rtype, rid, rel.stored(new), version + 1, created, now)
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
         sv, sv_text, rows = self._values(rtype, data)
@@ -958,7 +936,7 @@ class PostgresBackend:
             )
         data = await self._store(conn, ctx, rtype, pk, rid, version, old, resource)
         rel = self.relations(rtype)
-        members = self._members_of(rel, resource)
+        members = rel.members_in(resource)
         if members is not None:
             await self._set_members(conn, ctx.tenant, rtype, rid, members)
         return await self._attach(conn, ctx, rel, rid, data)
@@ -1010,7 +988,7 @@ class PostgresBackend:
         touched = 0
         if rel.members is not None:
             if inline:
-                after = self._members_of(rel, new) or []
+                after = rel.members_in(new) or []
                 touched = await self._set_members(conn, ctx.tenant, rtype, rid, after)
             else:
                 touched = await self._apply_member_changes(
@@ -1083,7 +1061,7 @@ class PostgresBackend:
         plain: list[tuple[int, dict[str, Any]]] = []
         for i, resource in enumerate(resources):
             out.append(("error", ""))
-            if self._members_of(rel, resource):
+            if rel.members_in(resource):
                 try:
                     made = await self.create(ctx, rtype, resource)
                     out[i] = ("created", str(made["id"]))

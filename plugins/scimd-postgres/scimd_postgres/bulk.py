@@ -166,11 +166,7 @@ class RowEncoder:
         if rel is None:
             rel = self._relations[rtype] = Relations.of(rtype)
         rid = str(uuid.uuid4())
-        data = dict(resource)
-        for attr in (rel.members, rel.groups):
-            if attr is not None:
-                data.pop(attr.name, None)
-        data = stored_form(rtype, rid, data, 1, now, now)
+        data = stored_form(rtype, rid, rel.stored(resource), 1, now, now)
         doc = orjson.dumps(data)
         if b"\\u0000" in doc:
             return Encoded(rid, "PostgreSQL cannot store the NUL character (U+0000)", (), b"", b"")
