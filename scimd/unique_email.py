@@ -26,7 +26,6 @@ atomic with the write (see docs/jit.md "Email as the primary identifier").
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -40,6 +39,7 @@ import orjson
 from scimd.backend import OpContext, PatchOp
 from scimd.errors import PreconditionFailed
 from scimd.jit.email import NormalizedEmail
+from scimd.locks import KeyedLocks
 from scimd.patch import apply_patch
 from scimd.schema.model import ResourceType
 from scimd.store.unique_keys import EMAIL, email_conflict, primary_email
@@ -96,7 +96,7 @@ class EmailGuard:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.enabled = service.settings.scim.unique_email
-        self._locks: dict[tuple[str, str], tuple[asyncio.Lock, int]] = {}
+        self._locks = KeyedLocks()
 
     def applies(self, rtype: ResourceType) -> bool:
         return self.enabled and rtype.name == _USER
@@ -114,20 +114,6 @@ class EmailGuard:
         return dataclasses.replace(ctx, unique_keys=ctx.unique_keys | {EMAIL})
 
     @contextlib.asynccontextmanager
-    async def _hold(self, key: tuple[str, str]) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-    @contextlib.asynccontextmanager
     async def guard(
         self,
         ctx: OpContext,
@@ -140,7 +126,7 @@ class EmailGuard:
         if email is None or self.native(rtype):
             yield
             return
-        async with self._hold((ctx.tenant, email.address)):
+        async with self._locks.hold((ctx.tenant, email.address)):
             await self.check(ctx, rtype, email, rid)
             yield
 
@@ -194,7 +180,7 @@ class EmailGuard:
         ``_RETRIES`` times on the new version. With ``If-Match`` the client asked for the
         check, so a conflict is its 412."""
         read = dataclasses.replace(ctx, load_members=False, load_groups=False)
-        async with self._hold((ctx.tenant, f"resource:{rtype.name}:{rid}")):
+        async with self._locks.hold((ctx.tenant, f"resource:{rtype.name}:{rid}")):
             attempt = 0
             while True:
                 attempt += 1

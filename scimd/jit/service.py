@@ -15,12 +15,10 @@ again once (the winner's user is then found by its link or correlation).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +36,7 @@ from scimd.jit.errors import PROBLEM_JSON, JitError
 from scimd.jit.oidc import JwksCache, token_hash, verify_id_token
 from scimd.jit.ratelimit import RateLimiter
 from scimd.jit.saml import verify_saml_response
+from scimd.locks import KeyedLocks
 from scimd.patch import PATCH_OP_URN
 from scimd.schema.model import ResourceType, SchemaRegistry
 from scimd.service import ListParams, Service
@@ -108,27 +107,6 @@ class _Outcome:
     groups_removed: list[str] = field(default_factory=list)
 
 
-class _KeyedLocks:
-    """One asyncio lock per key, dropped when nobody holds or waits for it."""
-
-    def __init__(self) -> None:
-        self._locks: dict[Hashable, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 def _problem(err: JitError) -> JitResponse:
     headers = {"Content-Type": PROBLEM_JSON, **err.headers}
     return JitResponse(err.status, orjson.dumps(err.to_body()), headers)
@@ -156,8 +134,8 @@ class JitService:
             if i.mode == "verify" and i.protocol == "oidc"
         }
         self._http: aiohttp.ClientSession | None = None
-        self._logins = _KeyedLocks()
-        self._idempotency = _KeyedLocks()
+        self._logins = KeyedLocks()
+        self._idempotency = KeyedLocks()
         self.limiter = RateLimiter(self.cfg.rate_limit, self.cfg.rate_burst)
         """Per-caller and per-IdP token buckets: the rate, the burst and the clock
         (injectable) of the buckets, which live in the state store when it shares them."""
