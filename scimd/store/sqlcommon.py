@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
+import orjson
+
 from scimd.errors import InvalidFilter, InvalidValue
 from scimd.query.ast import And, AttrPath, Comparison, Filter, Not, Or, Present, Value, ValuePath
 from scimd.query.evaluate import canonical_datetime
@@ -38,6 +40,8 @@ __all__ = [
     "extract_values",
     "fold",
     "has_value",
+    "indexed",
+    "indexed_sub",
     "is_id",
     "iter_nodes",
     "leaf_value",
@@ -45,6 +49,7 @@ __all__ = [
     "path_key",
     "selectivity_rank",
     "stored_form",
+    "uniqueness_message",
     "value_path_driver",
     "weak_etag",
 ]
@@ -67,11 +72,19 @@ def weak_etag(version: int) -> str:
 
 
 def stored_form(
-    rtype: ResourceType, rid: str, data: dict[str, Any], version: int, created: str, now: str
+    rtype: ResourceType,
+    rid: str,
+    data: dict[str, Any],
+    version: int,
+    now: str,
+    old: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``data`` (a fresh dict of the resource's attributes; an ``id`` in it is dropped) as
-    the SQL stores keep it: ``id`` first, then the attributes, then ``meta`` (its
-    ``created``, ``lastModified`` ``now`` and the ETag of ``version``)."""
+    the SQL stores keep it: ``id`` first, then the attributes, then ``meta``: ``created``
+    kept from ``old`` (the stored state a write replaces; ``now`` for a new resource),
+    ``lastModified`` ``now`` and the ETag of ``version``."""
+    old_meta = old.get("meta") if old is not None else None
+    created = old_meta.get("created", now) if isinstance(old_meta, dict) else now
     data.pop("id", None)
     out = {"id": rid, **data}
     out["meta"] = {
@@ -81,6 +94,13 @@ def stored_form(
         "version": weak_etag(version),
     }
     return out
+
+
+def uniqueness_message(defn: AttributeDef, value: Any) -> str:
+    """The 409 ``uniqueness`` detail for ``value`` of ``defn`` held by another resource."""
+    name = defn.path if defn.parent is not None else defn.name
+    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return f'{name} "{shown}" is already in use'
 
 
 def is_id(defn: AttributeDef) -> bool:
@@ -197,8 +217,9 @@ def _cached(cache: dict[Any, Any], key: Any, make: Callable[..., Any], *args: An
     return found
 
 
-def _indexed(defn: AttributeDef | None) -> AttributeDef | None:
-    """``defn`` unless it never has value rows (``returned: never``, ``id``)."""
+def indexed(defn: AttributeDef | None) -> AttributeDef | None:
+    """``defn`` unless it never has stored values: unknown, ``returned: never`` (a
+    password hash is never filterable) or ``id`` (a column)."""
     if defn is None or defn.returned == "never" or is_id(defn):
         return None
     return defn
@@ -226,7 +247,7 @@ def extract_values(
                 try:
                     sub = subs[(defn, key)]
                 except KeyError:
-                    sub = _cached(subs, (defn, key), _indexed_sub, defn, key)
+                    sub = _cached(subs, (defn, key), indexed_sub, defn, key)
                 if sub is None:
                     continue
                 if sub.multi_valued and isinstance(sub_value, list):
@@ -279,17 +300,19 @@ def extract_values(
     return rows
 
 
-def _indexed_sub(defn: AttributeDef, key: str) -> AttributeDef | None:
+def indexed_sub(defn: AttributeDef, key: str) -> AttributeDef | None:
+    """The sub-attribute ``key`` of ``defn`` unless it has no stored values (unknown,
+    ``returned: never``)."""
     sub = defn.sub(key)
     return None if sub is None or sub.returned == "never" else sub
 
 
 def _indexed_attr(schema: SchemaDef, name: str) -> AttributeDef | None:
-    return _indexed(schema.attr(name))
+    return indexed(schema.attr(name))
 
 
 def _indexed_top(rtype: ResourceType, key: str) -> AttributeDef | None:
-    return _indexed(rtype.lookup(None, key))
+    return indexed(rtype.lookup(None, key))
 
 
 # --------------------------------------------------------------------------- compiling

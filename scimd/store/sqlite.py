@@ -72,7 +72,7 @@ from scimd.store.sql import (
     sort_keys,
     sortable,
 )
-from scimd.store.sqlcommon import stored_form, weak_etag
+from scimd.store.sqlcommon import stored_form, uniqueness_message, weak_etag
 from scimd.store.unique_keys import (
     EMAIL,
     SQLITE_DDL,
@@ -916,8 +916,7 @@ class SQLiteBackend:
     ) -> dict[str, Any]:
         rel = self.relations(rtype)
         rid = str(uuid.uuid4())
-        now = _now()
-        data = stored_form(rtype, rid, rel.stored(resource), 1, now, now)
+        data = stored_form(rtype, rid, rel.stored(resource), 1, _now())
         display = data.get("displayName")
         pk = conn.execute(
             "INSERT INTO resources (tenant, rtype, id, version, display, data)"
@@ -983,11 +982,7 @@ class SQLiteBackend:
     ) -> dict[str, Any]:
         """Write the new state of an existing resource (version bumped, values rewritten)."""
         rel = self.relations(rtype)
-        old_meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
-        assert isinstance(old_meta, dict)
-        now = _now()
-        created = old_meta.get("created", now)
-        data = stored_form(rtype, rid, rel.stored(new), version + 1, created, now)
+        data = stored_form(rtype, rid, rel.stored(new), version + 1, _now(), old)
         display = data.get("displayName")
         conn.execute(
             "UPDATE resources SET version = ?, display = ?, data = ? WHERE pk = ?",
@@ -1737,6 +1732,4 @@ def _number_key(value: int | float | None) -> str | None:
 
 
 def _uniqueness(defn: AttributeDef, value: Any) -> Uniqueness:
-    name = defn.path if defn.parent is not None else defn.name
-    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return Uniqueness(f'{name} "{shown}" is already in use')
+    return Uniqueness(uniqueness_message(defn, value))

@@ -60,7 +60,7 @@ from scimd.errors import (
 from scimd.query.ast import Filter
 from scimd.schema.model import AttributeDef, ResourceType, SchemaRegistry
 from scimd.store.sql import Relations, fold, path_key
-from scimd.store.sqlcommon import IndexRow, stored_form, weak_etag
+from scimd.store.sqlcommon import IndexRow, stored_form, uniqueness_message, weak_etag
 from scimd.store.sqlite import etag_matches
 from scimd.store.unique_keys import EMAIL, UniqueKey, conflict, derive_keys, kinds_of
 from scimd_postgres.bulk import (
@@ -812,8 +812,7 @@ class PostgresBackend:
     ) -> dict[str, Any]:
         rel = self.relations(rtype)
         rid = str(uuid.uuid4())
-        now = _now()
-        data = stored_form(rtype, rid, rel.stored(resource), 1, now, now)
+        data = stored_form(rtype, rid, rel.stored(resource), 1, _now())
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
         sv, sv_text, rows = self._values(rtype, data)
@@ -881,11 +880,7 @@ class PostgresBackend:
     ) -> dict[str, Any]:
         """Write the new state of an existing resource (version bumped, values rewritten)."""
         rel = self.relations(rtype)
-        old_meta = old.get("meta") if isinstance(old.get("meta"), dict) else {}
-        assert isinstance(old_meta, dict)
-        now = _now()
-        created = old_meta.get("created", now)
-        data = stored_form(rtype, rid, rel.stored(new), version + 1, created, now)
+        data = stored_form(rtype, rid, rel.stored(new), version + 1, _now(), old)
         display = data.get("displayName")
         display = display if isinstance(display, str) else None
         sv, sv_text, rows = self._values(rtype, data)
@@ -1714,6 +1709,4 @@ def _keyset_cond(sorted_: bool, desc: bool, kind: str | None, ks: Keyset, args: 
 
 
 def _uniqueness(defn: AttributeDef, value: Any) -> Uniqueness:
-    name = defn.path if defn.parent is not None else defn.name
-    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return Uniqueness(f'{name} "{shown}" is already in use')
+    return Uniqueness(uniqueness_message(defn, value))

@@ -27,7 +27,7 @@ import orjson
 
 from scimd.schema.model import AttributeDef, ResourceType
 from scimd.store.sql import Relations, path_key
-from scimd.store.sqlcommon import stored_form
+from scimd.store.sqlcommon import stored_form, uniqueness_message
 from scimd.store.unique_keys import derive_keys
 from scimd_postgres.single import SV_INDEXES, SingleValues, sv_json
 
@@ -119,12 +119,6 @@ def number(encoded: Encoded, pk: int) -> tuple[bytes, bytes]:
     return encoded.resource_row.replace(PK, key, 1), encoded.value_rows.replace(PK, key)
 
 
-def _uniqueness_message(defn: AttributeDef, value: Any) -> str:
-    name = defn.path if defn.parent is not None else defn.name
-    shown = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return f'{name} "{shown}" is already in use'
-
-
 class RowEncoder:
     """Encodes resources of one tenant and resource type (see the module doc). Picklable:
     its per-process caches (the row prefix of each attribute) are rebuilt after a pickle.
@@ -166,7 +160,7 @@ class RowEncoder:
         if rel is None:
             rel = self._relations[rtype] = Relations.of(rtype)
         rid = str(uuid.uuid4())
-        data = stored_form(rtype, rid, rel.stored(resource), 1, now, now)
+        data = stored_form(rtype, rid, rel.stored(resource), 1, now)
         doc = orjson.dumps(data)
         if b"\\u0000" in doc:
             return Encoded(rid, "PostgreSQL cannot store the NUL character (U+0000)", (), b"", b"")
@@ -198,7 +192,7 @@ class RowEncoder:
             if (pid, v_text) in seen:  # repeated within the resource: one row holds it
                 continue
             seen.add((pid, v_text))
-            unique.append((pid, v_text, _uniqueness_message(defn, original)))
+            unique.append((pid, v_text, uniqueness_message(defn, original)))
             num = _NULL if v_num is None else str(v_num)
             lines.append(f"\x01\t{n}{prefix}{elem}\t{copy_text(v_text)}\t{num}\tt\tf\n")
         keys = tuple((k.kind, k.key) for k in derive_keys(rtype, data))

@@ -31,13 +31,14 @@ from typing import Any
 
 import orjson
 
-from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType
+from scimd.schema.model import COMMON_SCHEMA, AttributeDef, ResourceType, SchemaDef
 from scimd.store.sqlcommon import (
     IndexRow,
     Relations,
     canonical_instant,
     has_value,
-    is_id,
+    indexed,
+    indexed_sub,
     leaf_value,
     path_key,
 )
@@ -127,9 +128,8 @@ class SingleValues:
         self.pid_of = pid_of
         self._info: dict[AttributeDef, _Info] = {}
         # (resource type, key) -> the attribute's info, None when it has no values in sv
-        # (unknown, ``id``, ``returned: never``, a relation); an extension's key -> its
-        # schema's (attribute name -> info or None)
-        self._top: dict[tuple[ResourceType, str], Any] = {}
+        # (unknown, ``id``, ``returned: never``, a relation), or the extension it names
+        self._top: dict[tuple[ResourceType, str], _Info | _Extension | None] = {}
         self._sub: dict[tuple[AttributeDef, str], _Info | None] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -150,15 +150,17 @@ class SingleValues:
         )
         return found
 
-    def _lookup(self, rtype: ResourceType, key: str, relations: Relations) -> Any:
+    def _lookup(
+        self, rtype: ResourceType, key: str, relations: Relations
+    ) -> _Info | _Extension | None:
         cache = self._top
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        found: Any = None
+        found: _Info | _Extension | None = None
         if ":" in key:
             schema = rtype.schema_for_uri(key)
             if schema is not None:
-                found = (schema, {})
+                found = _Extension(schema)
         else:
             found = self._top_info(rtype.lookup(None, key), relations)
         cache[(rtype, key)] = found
@@ -166,30 +168,24 @@ class SingleValues:
 
     def _top_info(self, defn: AttributeDef | None, relations: Relations) -> _Info | None:
         """The info of a top-level or extension attribute, None when it has no values in
-        sv: unknown, ``id`` (a column), ``returned: never`` (a password hash is never
-        filterable), or a relation (Group ``members``, User ``groups``)."""
-        if (
-            defn is None
-            or defn.returned == "never"
-            or is_id(defn)
-            or relations.owner(defn) is not None
-        ):
+        sv (``scimd.store.sqlcommon.indexed``) or is a relation (Group ``members``, User
+        ``groups``), as for ``extract_values``."""
+        defn = indexed(defn)
+        if defn is None or relations.owner(defn) is not None:
             return None
         return self._of(defn)
 
-    def _ext_attr(
-        self, schema: Any, names: dict[str, _Info | None], name: str, relations: Relations
-    ) -> _Info | None:
-        if len(names) >= _CACHE_LIMIT:
-            names.clear()
-        found = names[name] = self._top_info(schema.attr(name), relations)
+    def _ext_attr(self, ext: _Extension, name: str, relations: Relations) -> _Info | None:
+        if len(ext.names) >= _CACHE_LIMIT:
+            ext.names.clear()
+        found = ext.names[name] = self._top_info(ext.schema.attr(name), relations)
         return found
 
     def _sub_of(self, parent: AttributeDef, key: str) -> _Info | None:
         if len(self._sub) >= _CACHE_LIMIT:
             self._sub.clear()
-        sub = parent.sub(key)
-        found = None if sub is None or sub.returned == "never" else self._of(sub)
+        sub = indexed_sub(parent, key)
+        found = None if sub is None else self._of(sub)
         self._sub[(parent, key)] = found
         return found
 
@@ -205,14 +201,13 @@ class SingleValues:
                 found = self._lookup(rtype, key, relations)
             if found is None:
                 continue
-            if len(found) == 2:  # an extension schema
+            if isinstance(found, _Extension):
                 if isinstance(value, dict):
-                    schema, names = found
                     for name, ext_value in value.items():
                         try:
-                            info = names[name]
+                            info = found.names[name]
                         except KeyError:
-                            info = self._ext_attr(schema, names, name, relations)
+                            info = self._ext_attr(found, name, relations)
                         if info is not None:
                             self._attribute(info, ext_value, out)
                 continue
@@ -280,6 +275,16 @@ class SingleValues:
                 into[spid] = leaf
                 present = present or out.present
         return present
+
+
+class _Extension:
+    """An extension schema's key in a resource, and its attributes' info by name."""
+
+    __slots__ = ("names", "schema")
+
+    def __init__(self, schema: SchemaDef) -> None:
+        self.schema = schema
+        self.names: dict[str, _Info | None] = {}
 
 
 class _Out:
